@@ -1,0 +1,182 @@
+"""The sample protocol: what one training/evaluation sample looks like to gainlib.
+
+Any dataset plugs into :class:`gainlib.trainer.GainTrainer` if its ``__getitem__``
+returns a ``dict`` with these keys (``validate_sample`` checks them):
+
+=============  ==========================  ==================================================
+key            type / shape                meaning
+=============  ==========================  ==================================================
+``image``      float32 ``[3, H, W]``       the network input (already normalised, see below)
+``labels``     float32 ``[C]``             multi-hot image-level labels (the weak labels W)
+``mask``       int64 ``[H, W]`` optional   class-index mask, VOC convention: 0 background,
+                                           1..C the classes (class ``c`` is label index
+                                           ``c - 1``), 255 ignore
+``boxes``      float32 ``[N, 4]`` optional boxes ``(x1, y1, x2, y2)`` in pixels of ``image``
+``box_labels`` int64 ``[N]`` optional      label index (0..C-1) of each box
+``saliency``   float32 ``[H, W]`` optional saliency prior S in [0, 1] (Eq. 9)
+``use_mask``   bool                        this sample may feed its mask to stream S_e^p
+``use_boxes``  bool                        this sample may feed its boxes to stream S_e^b
+``id``         str                         a name for error messages and bookkeeping
+=============  ==========================  ==================================================
+
+A mask may be present on every sample (for evaluation) while only the few samples with
+``use_mask=True`` are used as extra supervision during training; likewise for boxes.
+
+Images are normalised by the dataset (ImageNet mean/std by default), so that the masked
+image of Eq. 3, ``I - T(A) * I``, sets erased pixels to the dataset mean rather than to
+black. :func:`denormalize` undoes it for display.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import torch
+
+IGNORE_INDEX = 255
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+__all__ = [
+    "IGNORE_INDEX",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "SampleError",
+    "validate_sample",
+    "collate_samples",
+    "boxes_to_masks",
+    "denormalize",
+]
+
+
+class SampleError(ValueError):
+    """A sample does not follow the protocol; the message names the sample and the problem."""
+
+
+def _fail(sample: Mapping[str, Any], problem: str) -> None:
+    raise SampleError(f"sample {sample.get('id', '<no id>')!r}: {problem}")
+
+
+def validate_sample(sample: Mapping[str, Any], num_classes: int | None = None) -> None:
+    """Check one sample against the protocol; raise :class:`SampleError` naming the problem."""
+    if not isinstance(sample, Mapping):
+        raise SampleError(f"a sample must be a dict, got {type(sample).__name__}")
+    for key in ("image", "labels"):
+        if key not in sample:
+            _fail(sample, f"missing key {key!r}")
+    image, labels = sample["image"], sample["labels"]
+    if not torch.is_tensor(image) or image.ndim != 3 or image.shape[0] != 3:
+        _fail(sample, f"'image' must be a float tensor [3, H, W], got {_describe(image)}")
+    if not image.is_floating_point():
+        _fail(sample, f"'image' must be floating point, got {image.dtype}")
+    if not torch.is_tensor(labels) or labels.ndim != 1:
+        _fail(sample, f"'labels' must be a multi-hot tensor [C], got {_describe(labels)}")
+    if num_classes is not None and labels.shape[0] != num_classes:
+        _fail(sample, f"'labels' has {labels.shape[0]} classes, expected {num_classes}")
+    if ((labels != 0) & (labels != 1)).any():
+        _fail(sample, "'labels' must be multi-hot (0/1 values)")
+    height, width = image.shape[-2:]
+    mask = sample.get("mask")
+    if mask is not None:
+        if not torch.is_tensor(mask) or mask.shape != (height, width):
+            _fail(sample, f"'mask' must be [H, W] = [{height}, {width}], got {_describe(mask)}")
+        if mask.is_floating_point():
+            _fail(sample, f"'mask' must hold integer class indices, got {mask.dtype}")
+        valid = mask[mask != IGNORE_INDEX]
+        if valid.numel() and (valid.min() < 0 or valid.max() > labels.shape[0]):
+            _fail(sample, f"'mask' values must be 0..{labels.shape[0]} or {IGNORE_INDEX}, "
+                          f"found {sorted(set(valid.unique().tolist()))[:10]}")
+    if sample.get("use_mask", False) and mask is None:
+        _fail(sample, "use_mask=True but the sample has no 'mask'")
+    boxes = sample.get("boxes")
+    if boxes is not None:
+        box_labels = sample.get("box_labels")
+        if not torch.is_tensor(boxes) or boxes.ndim != 2 or boxes.shape[1] != 4:
+            _fail(sample, f"'boxes' must be [N, 4] (x1, y1, x2, y2), got {_describe(boxes)}")
+        if box_labels is None or not torch.is_tensor(box_labels) or box_labels.shape != (boxes.shape[0],):
+            _fail(sample, "'box_labels' must be a tensor [N] matching 'boxes'")
+        if box_labels.numel() and (box_labels.min() < 0 or box_labels.max() >= labels.shape[0]):
+            _fail(sample, f"'box_labels' must be label indices 0..{labels.shape[0] - 1}")
+    if sample.get("use_boxes", False) and boxes is None:
+        _fail(sample, "use_boxes=True but the sample has no 'boxes'")
+    saliency = sample.get("saliency")
+    if saliency is not None and (not torch.is_tensor(saliency) or saliency.shape != (height, width)):
+        _fail(sample, f"'saliency' must be [H, W] = [{height}, {width}], got {_describe(saliency)}")
+
+
+def _describe(value: Any) -> str:
+    if torch.is_tensor(value):
+        return f"tensor of shape {list(value.shape)} and dtype {value.dtype}"
+    return type(value).__name__
+
+
+def collate_samples(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Batch protocol samples (use as a DataLoader's ``collate_fn``).
+
+    Returns ``image [B,3,H,W]``, ``labels [B,C]``, ``mask [B,H,W]`` (all ``IGNORE_INDEX``
+    where a sample has none), ``has_mask [B]``, ``use_mask [B]``, ``use_boxes [B]``,
+    ``box_masks [B,C,H,W]`` (1 inside any box of that class, Eq. 9's B^c; zeros where a
+    sample has no boxes), ``has_boxes [B]``, ``saliency [B,H,W]`` (zeros where absent),
+    ``has_saliency [B]`` and ``id`` (list).
+    """
+    if len(samples) == 0:
+        raise SampleError("cannot collate an empty list of samples")
+    image = torch.stack([s["image"] for s in samples])
+    labels = torch.stack([s["labels"].float() for s in samples])
+    batch, _, height, width = image.shape
+    num_classes = labels.shape[1]
+    mask = torch.full((batch, height, width), IGNORE_INDEX, dtype=torch.long)
+    box_masks = torch.zeros(batch, num_classes, height, width)
+    saliency = torch.zeros(batch, height, width)
+    has = {k: torch.zeros(batch, dtype=torch.bool) for k in ("mask", "boxes", "saliency")}
+    for i, s in enumerate(samples):
+        if s.get("mask") is not None:
+            mask[i] = s["mask"].long()
+            has["mask"][i] = True
+        if s.get("boxes") is not None:
+            box_masks[i] = boxes_to_masks(s["boxes"], s["box_labels"], num_classes, height, width)
+            has["boxes"][i] = True
+        if s.get("saliency") is not None:
+            saliency[i] = s["saliency"].float()
+            has["saliency"][i] = True
+    return {
+        "image": image,
+        "labels": labels,
+        "mask": mask,
+        "has_mask": has["mask"],
+        "use_mask": torch.tensor([bool(s.get("use_mask", False)) for s in samples]),
+        "box_masks": box_masks,
+        "has_boxes": has["boxes"],
+        "use_boxes": torch.tensor([bool(s.get("use_boxes", False)) for s in samples]),
+        "saliency": saliency,
+        "has_saliency": has["saliency"],
+        "id": [str(s.get("id", i)) for i, s in enumerate(samples)],
+    }
+
+
+def boxes_to_masks(boxes: torch.Tensor, box_labels: torch.Tensor, num_classes: int,
+                   height: int, width: int) -> torch.Tensor:
+    """B^c of Eq. 9: ``[C, H, W]``, 1 inside any box of class ``c`` and 0 elsewhere.
+
+    A pixel ``(y, x)`` (its centre at ``x + 0.5``) is inside ``(x1, y1, x2, y2)`` when
+    ``x1 <= x + 0.5 < x2`` and likewise for y.
+    """
+    out = torch.zeros(num_classes, height, width)
+    if boxes.numel() == 0:
+        return out
+    xs = torch.arange(width, dtype=torch.float32) + 0.5
+    ys = torch.arange(height, dtype=torch.float32) + 0.5
+    boxes = boxes.float()
+    inside_x = (xs[None, :] >= boxes[:, 0:1]) & (xs[None, :] < boxes[:, 2:3])   # [N, W]
+    inside_y = (ys[None, :] >= boxes[:, 1:2]) & (ys[None, :] < boxes[:, 3:4])   # [N, H]
+    inside = (inside_y[:, :, None] & inside_x[:, None, :]).float()              # [N, H, W]
+    out.index_reduce_(0, box_labels.long(), inside, "amax", include_self=True)
+    return out
+
+
+def denormalize(image: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
+                std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
+    """Undo the dataset normalisation for display: ``[..., 3, H, W]`` -> values in [0, 1]."""
+    mean_t = torch.tensor(mean, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    std_t = torch.tensor(std, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    return (image * std_t + mean_t).clamp(0, 1)
