@@ -3,21 +3,21 @@
 Any dataset plugs into :class:`gainlib.trainer.GainTrainer` if its ``__getitem__``
 returns a ``dict`` with these keys (``validate_sample`` checks them):
 
-=============  ==========================  ==================================================
-key            type / shape                meaning
-=============  ==========================  ==================================================
-``image``      float32 ``[3, H, W]``       the network input (already normalised, see below)
-``labels``     float32 ``[C]``             multi-hot image-level labels (the weak labels W)
-``mask``       int64 ``[H, W]`` optional   class-index mask, VOC convention: 0 background,
-                                           1..C the classes (class ``c`` is label index
-                                           ``c - 1``), 255 ignore
-``boxes``      float32 ``[N, 4]`` optional boxes ``(x1, y1, x2, y2)`` in pixels of ``image``
-``box_labels`` int64 ``[N]`` optional      label index (0..C-1) of each box
-``saliency``   float32 ``[H, W]`` optional saliency prior S in [0, 1] (Eq. 9)
-``use_mask``   bool                        this sample may feed its mask to stream S_e^p
-``use_boxes``  bool                        this sample may feed its boxes to stream S_e^b
-``id``         str                         a name for error messages and bookkeeping
-=============  ==========================  ==================================================
+==============  ============================  ==================================================
+key             type / shape                  meaning
+==============  ============================  ==================================================
+``image``       float32 ``[3, H, W]``         the network input (already normalised, see below)
+``labels``      float32 ``[C]``               multi-hot image-level labels (the weak labels W)
+``mask``        int64 ``[H, W]`` optional     class-index mask, VOC convention: 0 background,
+                                              1..C the classes (class ``c`` is label index
+                                              ``c - 1``), 255 ignore
+``boxes``       float32 ``[N, 4]`` optional   boxes ``(x1, y1, x2, y2)`` in pixels of ``image``
+``box_labels``  int64 ``[N]`` optional        label index (0..C-1) of each box
+``saliency``    float32 ``[H, W]`` optional   saliency prior S in [0, 1] (Eq. 9)
+``use_mask``    bool                          this sample may feed its mask to stream S_e^p
+``use_boxes``   bool                          this sample may feed its boxes to stream S_e^b
+``id``          str                           a name for error messages and bookkeeping
+==============  ============================  ==================================================
 
 A mask may be present on every sample (for evaluation) while only the few samples with
 ``use_mask=True`` are used as extra supervision during training; likewise for boxes.
@@ -161,17 +161,16 @@ def boxes_to_masks(boxes: torch.Tensor, box_labels: torch.Tensor, num_classes: i
     A pixel ``(y, x)`` (its centre at ``x + 0.5``) is inside ``(x1, y1, x2, y2)`` when
     ``x1 <= x + 0.5 < x2`` and likewise for y.
     """
-    out = torch.zeros(num_classes, height, width)
     if boxes.numel() == 0:
-        return out
+        return torch.zeros(num_classes, height, width)
     xs = torch.arange(width, dtype=torch.float32) + 0.5
     ys = torch.arange(height, dtype=torch.float32) + 0.5
     boxes = boxes.float()
     inside_x = (xs[None, :] >= boxes[:, 0:1]) & (xs[None, :] < boxes[:, 2:3])   # [N, W]
     inside_y = (ys[None, :] >= boxes[:, 1:2]) & (ys[None, :] < boxes[:, 3:4])   # [N, H]
     inside = (inside_y[:, :, None] & inside_x[:, None, :]).float()              # [N, H, W]
-    out.index_reduce_(0, box_labels.long(), inside, "amax", include_self=True)
-    return out
+    per_class = torch.nn.functional.one_hot(box_labels.long(), num_classes).t().float()  # [C, N]
+    return (per_class @ inside.flatten(1)).clamp(max=1).view(num_classes, height, width)
 
 
 def denormalize(image: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,

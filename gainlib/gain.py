@@ -1,0 +1,188 @@
+"""The GAIN network: one classifier, three streams that share all parameters (Fig. 2-3).
+
+* S_cl — the classifier on the image: logits, L_cl, and the trainable attention maps
+  A^c of every ground-truth class (Eq. 1-2).
+* S_am — the same classifier on the masked images I*^c (Eq. 3-4): L_am (Eq. 5).
+* S_e  — on the few samples with extra labels: L_p (Eq. 7) for pixel masks, L_bbox (Eq. 9)
+  for boxes with a saliency prior, chosen per sample (GAIN_ext^{b,p} mixes both).
+
+``L = L_cl + alpha * L_am + omega_e * L_e`` (Eq. 6, 8, 10).
+
+BatchNorm in S_am: the masked images have statistics unlike any real image; in ``"eval"``
+mode (default) S_am scores them with the running statistics, exactly as the classifier
+would score such an image at test time, and they do not pollute the running averages.
+``"train"`` normalises them with their own batch statistics (and updates the running
+averages), as a plain second forward pass in training mode would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass
+from typing import Any, Iterator, Literal, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from gainlib.attention import AttentionMaps, GradCAM, attention_from_features, positive_classes
+from gainlib.losses import (
+    mean_over_class_slots,
+    attention_mining_loss,
+    bbox_attention_loss,
+    class_targets_from_mask,
+    classification_loss,
+    pixel_attention_loss,
+)
+from gainlib.masking import DEFAULT_OMEGA, DEFAULT_SIGMA, masked_image, soft_mask
+from gainlib.models import build_classifier
+
+__all__ = ["GainConfig", "GAIN"]
+
+
+@dataclass
+class GainConfig:
+    """Hyper-parameters of the GAIN streams.
+
+    Attributes:
+        sigma, omega: threshold and scale of the soft mask (Eq. 4).
+        alpha: weight of L_am (Eq. 6; 1 in the paper).
+        ext_weight: weight of L_p / L_bbox (the omega of Eq. 8 and 10; 10 in the paper).
+        normalization: per-map normalisation of A^c, ``"max"`` or ``"minmax"``.
+        detach_weights: treat the Grad-CAM weights as constants (public implementations).
+        am_score: which score of I* L_am minimises (``"sigmoid"``, ``"logit"``, ``"softmax"``).
+        am_batchnorm: BatchNorm mode in S_am, ``"eval"`` or ``"train"`` (module notes).
+    """
+
+    sigma: float = DEFAULT_SIGMA
+    omega: float = DEFAULT_OMEGA
+    alpha: float = 1.0
+    ext_weight: float = 10.0
+    normalization: Literal["max", "minmax"] = "max"
+    detach_weights: bool = False
+    am_score: Literal["sigmoid", "logit", "softmax"] = "sigmoid"
+    am_batchnorm: Literal["eval", "train"] = "eval"
+
+    def __post_init__(self) -> None:
+        if self.am_batchnorm not in ("eval", "train"):
+            raise ValueError(f"am_batchnorm must be 'eval' or 'train', got {self.am_batchnorm!r}")
+        if self.normalization not in ("max", "minmax"):
+            raise ValueError(f"normalization must be 'max' or 'minmax', got {self.normalization!r}")
+
+
+class GAIN(nn.Module):
+    """A classifier with trainable Grad-CAM attention and the GAIN streams.
+
+    Args:
+        classifier: any module mapping images ``[B, 3, H, W]`` to logits ``[B, C]`` with
+            nothing that mixes images of a batch after ``target_layer``.
+        target_layer: dotted name of the layer whose activation is f_l of Eq. 1-2.
+        config: the streams' hyper-parameters.
+    """
+
+    def __init__(self, classifier: nn.Module, target_layer: str,
+                 config: GainConfig | None = None) -> None:
+        super().__init__()
+        self.classifier = classifier
+        self.target_layer = target_layer
+        self.config = config or GainConfig()
+        self._cam = GradCAM(classifier, target_layer, normalization=self.config.normalization,
+                            detach_weights=self.config.detach_weights)
+
+    @classmethod
+    def from_name(cls, name: str, num_classes: int, weights: str | None = None,
+                  **config: Any) -> "GAIN":
+        """Build a GAIN on a preset backbone of :mod:`gainlib.models` (``"vgg16"``, ...)."""
+        classifier, layer = build_classifier(name, num_classes, weights=weights)
+        return cls(classifier, layer, GainConfig(**config))
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Plain classification: logits ``[B, C]``."""
+        return self.classifier(images)
+
+    def attention(self, images: Tensor, labels: Tensor | None = None,
+                  classes: Tensor | None = None, create_graph: bool = False) -> AttentionMaps:
+        """Grad-CAM maps (Eq. 1-2) of the given classes; see :class:`GradCAM`."""
+        return self._cam(images, labels=labels, classes=classes, create_graph=create_graph)
+
+    def _trainable_attention(self, images: Tensor, labels: Tensor):
+        logits, features = self._cam.forward_with_features(images)
+        classes, valid = positive_classes(labels)
+        maps = attention_from_features(
+            logits, features, classes, valid, output_size=tuple(images.shape[-2:]),
+            create_graph=True, detach_weights=self.config.detach_weights,
+            normalization=self.config.normalization)
+        return logits, maps, classes, valid
+
+    def stream_losses(self, batch: Mapping[str, Any], ext_batch: Mapping[str, Any] | None = None,
+                      attention_mining: bool = True) -> dict[str, Tensor]:
+        """The loss terms of one training step.
+
+        Args:
+            batch: a collated batch (:func:`gainlib.data.collate_samples`) for S_cl and S_am.
+            ext_batch: a batch of samples with extra labels for S_e, or ``None``.
+            attention_mining: run S_am; ``False`` trains a plain classifier (when also
+                ``ext_batch is None``).
+
+        Returns:
+            ``{"cl", "am", "ext", "total"}`` (terms not computed are absent).
+        """
+        images, labels = batch["image"], batch["labels"]
+        out: dict[str, Tensor] = {}
+        if not attention_mining:
+            logits = self.classifier(images)
+            out["cl"] = classification_loss(logits, labels)
+            total = out["cl"]
+        else:
+            logits, maps, classes, valid = self._trainable_attention(images, labels)
+            out["cl"] = classification_loss(logits, labels)
+            erased = masked_image(images, soft_mask(maps, self.config.sigma, self.config.omega))
+            masked_logits = logits.new_zeros(*classes.shape, logits.shape[1])
+            if valid.any():
+                with _batchnorm_mode(self.classifier, self.config.am_batchnorm):
+                    masked_logits[valid] = self.classifier(erased[valid])
+            out["am"] = attention_mining_loss(masked_logits, classes, valid, self.config.am_score)
+            total = out["cl"] + self.config.alpha * out["am"]
+        if ext_batch is not None:
+            out["ext"] = self.extra_supervision(ext_batch)
+            total = total + self.config.ext_weight * out["ext"]
+        out["total"] = total
+        return out
+
+    def extra_supervision(self, batch: Mapping[str, Any]) -> Tensor:
+        """Stream S_e: L_p (Eq. 7) on samples flagged ``use_mask``, otherwise L_bbox (Eq. 9)
+        on samples flagged ``use_boxes``; the mean over those samples' classes."""
+        images, labels = batch["image"], batch["labels"]
+        use_mask, use_boxes = batch["use_mask"], batch["use_boxes"] & ~batch["use_mask"]
+        _, maps, classes, valid = self._trainable_attention(images, labels)
+        per_slot = maps.new_zeros(classes.shape)
+        if use_mask.any():
+            targets, pixel_valid = class_targets_from_mask(batch["mask"], classes)
+            pixel = pixel_attention_loss(maps, targets, valid, pixel_valid, reduction="none")
+            per_slot = torch.where(use_mask[:, None], pixel, per_slot)
+        if use_boxes.any():
+            box_masks = batch["box_masks"].gather(
+                1, classes[:, :, None, None].expand(-1, -1, *maps.shape[-2:]))
+            box = bbox_attention_loss(maps, box_masks, batch["saliency"], valid, reduction="none")
+            per_slot = torch.where(use_boxes[:, None], box, per_slot)
+        return mean_over_class_slots(per_slot, valid & (use_mask | use_boxes)[:, None])
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The config as a plain dict (for checkpoints and cache keys)."""
+        return {"target_layer": self.target_layer, **asdict(self.config)}
+
+
+@contextlib.contextmanager
+def _batchnorm_mode(module: nn.Module, mode: str) -> Iterator[None]:
+    """Temporarily put every BatchNorm layer in eval mode (``mode="eval"``)."""
+    if mode == "train":
+        yield
+        return
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    previous = [m.training for m in norms]
+    for m in norms:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, was_training in zip(norms, previous):
+            m.train(was_training)

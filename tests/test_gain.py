@@ -1,0 +1,98 @@
+"""The GAIN streams: the losses train the network *through* the attention maps."""
+
+import pytest
+import torch
+from tiny import TinyNet, TinyScenes
+
+import gainlib.gain
+from gainlib.data.protocol import collate_samples
+from gainlib.gain import GAIN, GainConfig
+
+
+def _batch(indices=range(6), **kw):
+    data = TinyScenes(n=12, pixel=(0, 1, 2), box=(3, 4, 5), **kw)
+    return collate_samples([data[i] for i in indices])
+
+
+def _param_grads(model, loss):
+    params = [p for p in model.parameters()]
+    grads = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+
+
+def test_stream_losses_terms():
+    torch.manual_seed(0)
+    model = GAIN(TinyNet(), "features")
+    batch = _batch()
+    plain = model.stream_losses(batch, attention_mining=False)
+    assert set(plain) == {"cl", "total"}
+    gain = model.stream_losses(batch)
+    assert set(gain) == {"cl", "am", "total"} and 0 <= gain["am"] <= 1
+    torch.testing.assert_close(gain["total"], gain["cl"] + gain["am"])
+    ext = model.stream_losses(batch, ext_batch=batch)
+    torch.testing.assert_close(ext["total"], ext["cl"] + ext["am"] + 10 * ext["ext"])
+
+
+def _detached_soft_mask(monkeypatch):
+    original = gainlib.gain.soft_mask
+    monkeypatch.setattr(gainlib.gain, "soft_mask", lambda a, s, w: original(a.detach(), s, w))
+
+
+def test_attention_mining_gradient_flows_through_the_map(monkeypatch):
+    torch.manual_seed(0)
+    model = GAIN(TinyNet(), "features")
+    batch = _batch()
+    through_map = _param_grads(model, model.stream_losses(batch)["am"])
+    _detached_soft_mask(monkeypatch)
+    without_map = _param_grads(model, model.stream_losses(batch)["am"])
+    # Detaching A^c must change the gradient of L_am on the network's parameters.
+    difference = sum((a - b).abs().sum() for a, b in zip(through_map, without_map))
+    assert difference > 1e-6
+
+
+def test_pixel_and_box_losses_train_backbone_and_head_through_the_map():
+    torch.manual_seed(0)
+    model = GAIN(TinyNet(), "features")
+    ext = model.extra_supervision(_batch(range(6)))
+    grads = dict(zip([n for n, _ in model.named_parameters()], _param_grads(model, ext)))
+    assert grads["classifier.features.0.weight"].abs().sum() > 0   # through f_l
+    assert grads["classifier.classifier.2.weight"].abs().sum() > 0  # through w^c (second order)
+    detached = GAIN(TinyNet(), "features", GainConfig(detach_weights=True))
+    grads = dict(zip([n for n, _ in detached.named_parameters()],
+                     _param_grads(detached, detached.extra_supervision(_batch(range(6))))))
+    assert grads["classifier.classifier.2.weight"].abs().sum() == 0
+
+
+def test_extra_supervision_uses_each_samples_own_label_kind():
+    torch.manual_seed(0)
+    model = GAIN(TinyNet(), "features")
+    pixel_only = _batch(range(0, 3))     # flagged use_mask
+    box_only = _batch(range(3, 6))       # flagged use_boxes
+    none = _batch(range(6, 9))           # no flags: contributes nothing
+    assert model.extra_supervision(pixel_only) > 0 and model.extra_supervision(box_only) > 0
+    assert model.extra_supervision(none) == 0
+    mixed = model.extra_supervision(_batch(range(0, 6)))
+    assert torch.isfinite(mixed)
+
+
+def test_batchnorm_eval_mode_in_attention_mining_keeps_running_stats():
+    torch.manual_seed(0)
+    batch = _batch()
+    for mode, should_change_extra in (("eval", False), ("train", True)):
+        model = GAIN(TinyNet(), "features", GainConfig(am_batchnorm=mode)).train()
+        bn = model.classifier.features[1]
+        model.stream_losses(batch, attention_mining=False)
+        after_plain = bn.running_mean.clone()
+        torch.manual_seed(0)
+        model2 = GAIN(TinyNet(), "features", GainConfig(am_batchnorm=mode)).train()
+        model2.stream_losses(batch)
+        changed = not torch.allclose(model2.classifier.features[1].running_mean, after_plain)
+        assert changed == should_change_extra
+        assert model2.training and model2.classifier.features[1].training
+
+
+def test_config_rejects_unknown_modes():
+    with pytest.raises(ValueError, match="am_batchnorm"):
+        GainConfig(am_batchnorm="frozen")
+    with pytest.raises(ValueError, match="normalization"):
+        GainConfig(normalization="sum")
