@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml Makefile
 
 venv: $(STAMP)
 
+# Builds the HTML into _build/html. Warnings are errors; --all rebuilds every page, so warnings of
+# unchanged pages are reported again instead of being hidden by Sphinx's incremental build.
 book: $(STAMP)
-	$(PY) -m jupyter_book build . --warningiserror --keep-going
+	$(VENV)/bin/jupyter-book build . --all --warningiserror --keep-going
 
 test: $(STAMP)
 	$(PY) -m pytest
