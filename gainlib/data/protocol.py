@@ -111,7 +111,7 @@ def _describe(value: Any) -> str:
 
 
 def collate_samples(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Batch protocol samples (use as a DataLoader's ``collate_fn``).
+    """Validate and batch protocol samples (use as a DataLoader's ``collate_fn``).
 
     Returns ``image [B,3,H,W]``, ``labels [B,C]``, ``mask [B,H,W]`` (all ``IGNORE_INDEX``
     where a sample has none), ``has_mask [B]``, ``use_mask [B]``, ``use_boxes [B]``,
@@ -121,6 +121,12 @@ def collate_samples(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """
     if len(samples) == 0:
         raise SampleError("cannot collate an empty list of samples")
+    for s in samples:  # cheap next to a training step, and it names the bad sample
+        validate_sample(s, num_classes=samples[0]["labels"].shape[0] if "labels" in samples[0] else None)
+    sizes = {tuple(s["image"].shape) for s in samples}
+    if len(sizes) > 1:
+        raise SampleError(f"samples {[s.get('id') for s in samples]} have different image sizes "
+                          f"{sorted(sizes)}; resize them in the dataset's transform")
     image = torch.stack([s["image"] for s in samples])
     labels = torch.stack([s["labels"].float() for s in samples])
     batch, _, height, width = image.shape
