@@ -333,12 +333,19 @@ class ConfusionMatrix:
         return self
 
     def iou(self) -> Tensor:
-        """Per-class IoU ``[num_classes]``: ``TP / (TP + FP + FN)``; NaN for classes
-        absent from both predictions and targets."""
+        """Per-class IoU ``[num_classes]``: ``TP / (TP + FP + FN)``.
+
+        NaN for classes absent from both predictions and targets, and for
+        ``ignore_index`` when it is a class index (its pixels are never counted as
+        targets, so its IoU is meaningless; torchmetrics' macro mean drops it too).
+        """
         m = self.mat.to(torch.float64)
         tp = m.diagonal()
         union = m.sum(0) + m.sum(1) - tp
-        return (tp / union).to(torch.get_default_dtype())
+        iou = tp / union
+        if self.ignore_index is not None and 0 <= self.ignore_index < self.num_classes:
+            iou[self.ignore_index] = float("nan")
+        return iou.to(torch.get_default_dtype())
 
     def miou(self) -> Tensor:
         """Mean IoU over classes present in predictions or targets (NaN-mean)."""

@@ -298,7 +298,8 @@ def build_classifier(
             ``"DEFAULT"`` or a torchvision weight-enum name (``"IMAGENET1K_V1"``,
             ``"VGG16_Weights.IMAGENET1K_V1"``) or enum member for ImageNet weights,
             read from ``torch.hub.get_dir()/checkpoints`` or downloaded there; or a
-            path to a local state dict (``.pth``/``.pt``; an ImageNet one with a
+            path to a local state dict (``os.PathLike``, or a string ending in
+            ``.pth``/``.pt``/``.ckpt``/``.bin`` or containing a ``/``; an ImageNet one with a
             1000-way head or a saved model with any head size; ``{"state_dict": ...}``
             wrappers and ``module.`` prefixes are accepted).  ``small_cnn`` only
             accepts ``None`` or a path.
@@ -338,9 +339,10 @@ def build_classifier(
 
     # 2. Weights.
     if weights is not None:
+        # A string is a path if it has a checkpoint suffix or a directory part
+        # ("./model"); otherwise it names weights ("DEFAULT", "IMAGENET1K_V1").
         as_path = isinstance(weights, os.PathLike) or (
-            isinstance(weights, str)
-            and (weights.endswith(_CHECKPOINT_SUFFIXES) or os.sep in weights or os.path.exists(weights))
+            isinstance(weights, str) and (weights.endswith(_CHECKPOINT_SUFFIXES) or os.sep in weights or "/" in weights)
         )
         if as_path:
             path = Path(weights)

@@ -24,6 +24,16 @@ NUM_CLASSES = 5
 RESNET18_FILE = "resnet18-f37072fd.pth"  # torchvision's ResNet18_Weights.IMAGENET1K_V1 file
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Small inputs: intra-op threading buys nothing, and with the 2 cores shared by
+    # other processes (DDP tests) OpenMP barriers made DenseNet forwards ~50x slower.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch, tmp_path):
     """Every test runs with an empty hub dir and a download function that fails."""
@@ -32,7 +42,7 @@ def no_network(monkeypatch, tmp_path):
         raise urllib.error.URLError(f"network disabled in tests ({url})")
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    monkeypatch.setattr(torch.hub, "_hub_dir", None)  # let TORCH_HOME decide
+    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)  # let TORCH_HOME decide
     monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
     yield
 
@@ -181,7 +191,10 @@ def test_bad_weights_arguments():
         build_classifier("small_cnn", 3, weights="/nonexistent/dir/model.pth")
 
 
-@pytest.mark.parametrize("weights", ["DEFAULT", "IMAGENET1K_V1", "ResNet18_Weights.IMAGENET1K_V1"])
+@pytest.mark.parametrize(
+    "weights",
+    ["DEFAULT", "IMAGENET1K_V1", "ResNet18_Weights.IMAGENET1K_V1", torchvision.models.ResNet18_Weights.IMAGENET1K_V1],
+)
 def test_offline_download_gives_clear_runtime_error(weights):
     ckpt_dir = os.path.join(torch.hub.get_dir(), "checkpoints")
     with pytest.raises(RuntimeError) as info:
@@ -190,6 +203,7 @@ def test_offline_download_gives_clear_runtime_error(weights):
     assert RESNET18_FILE in msg
     assert ckpt_dir in msg and "TORCH_HOME" in msg and "weights=None" in msg
     assert isinstance(info.value.__cause__, urllib.error.URLError)
+    assert "network disabled in tests" in msg  # the fixture's fake download was hit
 
 
 def test_offline_error_when_load_state_dict_from_url_itself_fails(monkeypatch):
