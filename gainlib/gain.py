@@ -8,11 +8,16 @@
 
 ``L = L_cl + alpha * L_am + omega_e * L_e`` (Eq. 6, 8, 10).
 
-BatchNorm in S_am: the masked images have statistics unlike any real image; in ``"eval"``
-mode (default) S_am scores them with the running statistics, exactly as the classifier
-would score such an image at test time, and they do not pollute the running averages.
-``"train"`` normalises them with their own batch statistics (and updates the running
-averages), as a plain second forward pass in training mode would.
+BatchNorm in S_am: the masked images have statistics unlike any real image, and the choice
+matters. ``"batch"`` (default) normalises S_am's masked images with the batch statistics of
+the S_cl pass on the real images (captured by hooks, detached): the masked image is scored
+by exactly the function that classified the real one, and the running averages are not
+touched. ``"eval"`` uses the running averages instead (what public implementations that
+switch the network to eval mode do). On the synthetic benchmark this let the network
+minimise L_am by making its eval-mode scores low for every input, a mode L_cl never sees
+in training: validation accuracy collapsed to "predict nothing" while the training loss
+kept falling. ``"train"`` normalises the masked images with their own batch statistics
+and updates the running averages with them.
 """
 
 from __future__ import annotations
@@ -50,7 +55,8 @@ class GainConfig:
         normalization: per-map normalisation of A^c, ``"max"`` or ``"minmax"``.
         detach_weights: treat the Grad-CAM weights as constants (public implementations).
         am_score: which score of I* L_am minimises (``"sigmoid"``, ``"logit"``, ``"softmax"``).
-        am_batchnorm: BatchNorm mode in S_am, ``"eval"`` or ``"train"`` (module notes).
+        am_batchnorm: BatchNorm mode in S_am: ``"batch"``, ``"eval"`` or ``"train"``
+            (module notes).
     """
 
     sigma: float = DEFAULT_SIGMA
@@ -60,11 +66,11 @@ class GainConfig:
     normalization: Literal["max", "minmax"] = "max"
     detach_weights: bool = False
     am_score: Literal["sigmoid", "logit", "softmax"] = "sigmoid"
-    am_batchnorm: Literal["eval", "train"] = "eval"
+    am_batchnorm: Literal["batch", "eval", "train"] = "batch"
 
     def __post_init__(self) -> None:
-        if self.am_batchnorm not in ("eval", "train"):
-            raise ValueError(f"am_batchnorm must be 'eval' or 'train', got {self.am_batchnorm!r}")
+        if self.am_batchnorm not in ("batch", "eval", "train"):
+            raise ValueError(f"am_batchnorm must be 'batch', 'eval' or 'train', got {self.am_batchnorm!r}")
         if self.normalization not in ("max", "minmax"):
             raise ValueError(f"normalization must be 'max' or 'minmax', got {self.normalization!r}")
 
@@ -133,12 +139,13 @@ class GAIN(nn.Module):
             out["cl"] = classification_loss(logits, labels)
             total = out["cl"]
         else:
-            logits, maps, classes, valid = self._trainable_attention(images, labels)
+            with _recorded_batch_stats(self.classifier) as batch_stats:
+                logits, maps, classes, valid = self._trainable_attention(images, labels)
             out["cl"] = classification_loss(logits, labels)
             erased = masked_image(images, soft_mask(maps, self.config.sigma, self.config.omega))
             masked_logits = logits.new_zeros(*classes.shape, logits.shape[1])
             if valid.any():
-                with _batchnorm_mode(self.classifier, self.config.am_batchnorm):
+                with _batchnorm_mode(self.classifier, self.config.am_batchnorm, batch_stats):
                     masked_logits[valid] = self.classifier(erased[valid])
             out["am"] = attention_mining_loss(masked_logits, classes, valid, self.config.am_score)
             total = out["cl"] + self.config.alpha * out["am"]
@@ -171,18 +178,52 @@ class GAIN(nn.Module):
         return {"target_layer": self.target_layer, **asdict(self.config)}
 
 
+def _batchnorms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 @contextlib.contextmanager
-def _batchnorm_mode(module: nn.Module, mode: str) -> Iterator[None]:
-    """Temporarily put every BatchNorm layer in eval mode (``mode="eval"``)."""
+def _recorded_batch_stats(module: nn.Module) -> Iterator[dict[nn.Module, tuple[Tensor, Tensor]]]:
+    """Record (detached) the mean and biased variance each training-mode BatchNorm normalises
+    its input with during the block."""
+    stats: dict[nn.Module, tuple[Tensor, Tensor]] = {}
+
+    def record(norm: nn.Module, inputs: tuple[Tensor, ...]) -> None:
+        if norm.training:
+            x = inputs[0].detach()
+            dims = [0, *range(2, x.ndim)]
+            stats[norm] = (x.mean(dims), x.var(dims, unbiased=False))
+
+    handles = [m.register_forward_pre_hook(record) for m in _batchnorms(module)]
+    try:
+        yield stats
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextlib.contextmanager
+def _batchnorm_mode(module: nn.Module, mode: str,
+                    batch_stats: Mapping[nn.Module, tuple[Tensor, Tensor]]) -> Iterator[None]:
+    """Run the block with every BatchNorm in the S_am mode of :class:`GainConfig`.
+
+    ``"eval"``: running averages, not updated. ``"batch"``: eval mode with the statistics
+    recorded in the S_cl pass standing in for the running averages (norms without recorded
+    statistics, e.g. when the network is in eval mode, keep their running averages).
+    """
     if mode == "train":
         yield
         return
-    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    previous = [m.training for m in norms]
+    norms = _batchnorms(module)
+    saved = [(m.training, m.running_mean, m.running_var) for m in norms]
     for m in norms:
         m.eval()
+        if mode == "batch" and m in batch_stats:
+            # Rebinding (not copying into) the buffers: autograd keeps the tensors it saved.
+            m.running_mean, m.running_var = batch_stats[m]
     try:
         yield
     finally:
-        for m, was_training in zip(norms, previous):
-            m.train(was_training)
+        for m, (training, mean, var) in zip(norms, saved):
+            m.train(training)
+            m.running_mean, m.running_var = mean, var

@@ -75,20 +75,41 @@ def test_extra_supervision_uses_each_samples_own_label_kind():
     assert torch.isfinite(mixed)
 
 
-def test_batchnorm_eval_mode_in_attention_mining_keeps_running_stats():
-    torch.manual_seed(0)
+@pytest.mark.parametrize("mode,updates_running_stats", [("batch", False), ("eval", False), ("train", True)])
+def test_attention_mining_batchnorm_modes_and_running_stats(mode, updates_running_stats):
     batch = _batch()
-    for mode, should_change_extra in (("eval", False), ("train", True)):
-        model = GAIN(TinyNet(), "features", GainConfig(am_batchnorm=mode)).train()
-        bn = model.classifier.features[1]
-        model.stream_losses(batch, attention_mining=False)
-        after_plain = bn.running_mean.clone()
+    torch.manual_seed(0)
+    plain = GAIN(TinyNet(), "features").train()
+    plain.stream_losses(batch, attention_mining=False)
+    torch.manual_seed(0)
+    model = GAIN(TinyNet(), "features", GainConfig(am_batchnorm=mode)).train()
+    model.stream_losses(batch)
+    bn = model.classifier.features[1]
+    changed = not torch.allclose(bn.running_mean, plain.classifier.features[1].running_mean)
+    assert changed == updates_running_stats
+    assert model.training and bn.training   # modes are restored after S_am
+
+
+def test_batch_mode_scores_an_unerased_image_exactly_as_s_cl_did(monkeypatch):
+    # sigma far above every attention value: T(A) = 0, so I* = I and S_am must reproduce the
+    # S_cl logits, which only holds if S_am normalises with S_cl's batch statistics.
+    batch = _batch()
+    captured = {}
+    original = gainlib.gain.attention_mining_loss
+    monkeypatch.setattr(gainlib.gain, "attention_mining_loss",
+                        lambda m, c, v, s: captured.update(masked=m, classes=c, valid=v) or original(m, c, v, s))
+    for mode, should_match in (("batch", True), ("eval", False)):
         torch.manual_seed(0)
-        model2 = GAIN(TinyNet(), "features", GainConfig(am_batchnorm=mode)).train()
-        model2.stream_losses(batch)
-        changed = not torch.allclose(model2.classifier.features[1].running_mean, after_plain)
-        assert changed == should_change_extra
-        assert model2.training and model2.classifier.features[1].training
+        model = GAIN(TinyNet(), "features", GainConfig(am_batchnorm=mode, sigma=50.0)).train()
+        model.classifier.features[1].running_var.fill_(4.0)   # running stats unlike the batch's
+        model.stream_losses(batch)
+        torch.manual_seed(0)
+        reference = GAIN(TinyNet(), "features").train()
+        reference.classifier.features[1].running_var.fill_(4.0)
+        logits = reference(batch["image"])
+        expected = logits[:, None, :].expand_as(captured["masked"])[captured["valid"]]
+        close = torch.allclose(captured["masked"][captured["valid"]], expected, atol=1e-5)
+        assert close == should_match, mode
 
 
 def test_config_rejects_unknown_modes():
