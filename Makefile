@@ -19,13 +19,23 @@ $(STAMP): pyproject.toml Makefile
 
 venv: $(STAMP)
 
-# Builds the HTML into _build/html. Warnings are errors; --all rebuilds every page, so warnings of
-# unchanged pages are reported again instead of being hidden by Sphinx's incremental build.
+# book/build.py executes every chapter (notebooks/NN_*.ipynb) with papermill on a profile into
+# _build/<profile>/, then builds the HTML from those executed copies (warnings are errors, every
+# page rebuilt). `make book`: the default profile, into _build/html.
 book: $(STAMP)
-	$(VENV)/bin/jupyter-book build . --all --warningiserror --keep-going
+	$(PY) book/build.py --profile default
 
+# The ci-profile book that `make test` executes, checks and opens in a browser.
+CI_BOOK := _build/ci
+
+# 1. unit tests; 2. every chapter executed on the ci profile and built into a book; 3. nbval runs
+# the executed chapters again and compares the cells marked `# NBVAL_CHECK_OUTPUT` (lax mode:
+# other cells only have to run); 4. the browser tests on that book.
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest --ignore=tests/test_book_html.py
+	$(PY) book/build.py --profile ci
+	$(PY) -m pytest --nbval-lax --nbval-current-env $(CI_BOOK)/notebooks
+	GAIN_BOOK_HTML=$(CI_BOOK)/_build/html $(PY) -m pytest tests/test_book_html.py
 
 unit: $(STAMP)
 	$(PY) -m pytest -m "not slow"

@@ -1,0 +1,226 @@
+"""Plotting helpers for the book's chapters: attention overlays, Fig.-5-style panels, results tables.
+
+The chapters import these instead of carrying plotting code. matplotlib and pandas (the ``book``
+extra) are imported inside the functions that need them, so ``import gainlib.viz`` works without
+them; ``import gainlib`` never imports this module.
+
+Images may be given as the network sees them (normalised ``[3, H, W]`` tensors, undone with
+:func:`gainlib.data.protocol.denormalize`) or ready for display (``normalized=False``: values in
+[0, 1], ``[3, H, W]`` or ``[H, W, 3]``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from gainlib.data.protocol import IMAGENET_MEAN, IMAGENET_STD, denormalize
+
+if TYPE_CHECKING:  # only for the annotations; matplotlib and pandas stay optional
+    import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "display_image",
+    "attention_overlay",
+    "show_attention",
+    "attention_panels",
+    "summarize_results",
+    "results_table",
+]
+
+
+def display_image(image: torch.Tensor | np.ndarray, normalized: bool = True,
+                  mean: Sequence[float] = IMAGENET_MEAN,
+                  std: Sequence[float] = IMAGENET_STD) -> np.ndarray:
+    """An image as a float ``[H, W, 3]`` array in [0, 1], ready for ``imshow``.
+
+    Args:
+        image: ``[3, H, W]`` (tensor or array) or ``[H, W, 3]`` (array, display-ready).
+        normalized: the image is normalised with ``mean``/``std`` (a dataset sample's
+            ``"image"``) and is denormalised first.
+    """
+    tensor = torch.as_tensor(np.asarray(image) if isinstance(image, np.ndarray) else image)
+    tensor = tensor.detach().cpu().float()
+    if tensor.ndim == 3 and tensor.shape[0] != 3 and tensor.shape[-1] == 3:
+        tensor = tensor.permute(2, 0, 1)
+    if tensor.ndim != 3 or tensor.shape[0] != 3:
+        raise ValueError(f"image must be [3, H, W] or [H, W, 3], got {list(tensor.shape)}")
+    if normalized:
+        tensor = denormalize(tensor, mean, std)
+    return tensor.clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def _as_map(attention: torch.Tensor | np.ndarray) -> np.ndarray:
+    if torch.is_tensor(attention):
+        attention = attention.detach().cpu().float().numpy()
+    array = np.asarray(attention, dtype=float)
+    if array.ndim != 2:
+        raise ValueError(f"an attention map must be [H, W], got shape {list(array.shape)}")
+    return np.clip(array, 0.0, 1.0)
+
+
+def attention_overlay(image: torch.Tensor | np.ndarray, attention: torch.Tensor | np.ndarray,
+                      *, alpha: float = 0.5, cmap: str = "jet", normalized: bool = True) -> np.ndarray:
+    """Blend a colour-mapped attention map over its image: ``[H, W, 3]`` floats in [0, 1].
+
+    Args:
+        image: see :func:`display_image`.
+        attention: ``[H, W]`` map in [0, 1] (a slice of :class:`~gainlib.attention.AttentionMaps`
+            ``.maps``); it must have the image's size.
+        alpha: weight of the colour map (0 shows only the image).
+        cmap: a matplotlib colour map name.
+        normalized: see :func:`display_image`.
+    """
+    import matplotlib
+
+    rgb = display_image(image, normalized)
+    heat = _as_map(attention)
+    if heat.shape != rgb.shape[:2]:
+        raise ValueError(f"attention {list(heat.shape)} and image {list(rgb.shape[:2])} differ in size")
+    colored = matplotlib.colormaps[cmap](heat)[..., :3]
+    return (1 - alpha) * rgb + alpha * colored
+
+
+def show_attention(ax: "Axes", image: torch.Tensor | np.ndarray,
+                   attention: torch.Tensor | np.ndarray | None = None, *, title: str | None = None,
+                   alpha: float = 0.5, cmap: str = "jet", normalized: bool = True) -> "Axes":
+    """Draw an image, with its attention map overlaid when one is given, on ``ax`` (no ticks)."""
+    if attention is None:
+        ax.imshow(display_image(image, normalized))
+    else:
+        ax.imshow(attention_overlay(image, attention, alpha=alpha, cmap=cmap, normalized=normalized))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title is not None:
+        ax.set_title(title, fontsize="medium")
+    return ax
+
+
+def attention_panels(images: torch.Tensor | Sequence[torch.Tensor | np.ndarray],
+                     columns: Mapping[str, torch.Tensor | np.ndarray | Sequence | None],
+                     *, row_labels: Sequence[str] | None = None, panel_size: float = 1.8,
+                     alpha: float = 0.5, cmap: str = "jet", normalized: bool = True) -> "Figure":
+    """A grid like the paper's Fig. 5: one row per image, one titled column per method.
+
+    Args:
+        images: ``[N, 3, H, W]`` (or a sequence of images, see :func:`display_image`).
+        columns: column title -> ``[N, H, W]`` maps overlaid on the images, in display order;
+            ``None`` shows the plain image (e.g. ``{"image": None, "Grad-CAM": cam,
+            "GAIN": gain}``). A map column may also hold masks (e.g. the ground truth).
+        row_labels: optional label of each row (e.g. the class names), shown on the left.
+        panel_size: side of one panel in inches.
+        alpha, cmap, normalized: see :func:`attention_overlay`.
+
+    Returns:
+        The figure, already closed in pyplot so that a notebook shows it once: make it the
+        cell's last expression (or ``fig.savefig(...)`` it).
+    """
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    titles = list(columns)
+    if not titles:
+        raise ValueError("columns must name at least one column")
+    for title, maps in columns.items():
+        if maps is not None and len(maps) != n:
+            raise ValueError(f"column {title!r} has {len(maps)} maps for {n} images")
+    if row_labels is not None and len(row_labels) != n:
+        raise ValueError(f"{len(row_labels)} row labels for {n} images")
+    fig, axes = plt.subplots(n, len(titles), figsize=(panel_size * len(titles), panel_size * n),
+                             squeeze=False, layout="constrained")
+    for row in range(n):
+        for col, title in enumerate(titles):
+            maps = columns[title]
+            show_attention(axes[row, col], images[row], None if maps is None else maps[row],
+                           title=title if row == 0 else None, alpha=alpha, cmap=cmap,
+                           normalized=normalized)
+        if row_labels is not None:
+            axes[row, 0].set_ylabel(row_labels[row])
+    plt.close(fig)
+    return fig
+
+
+def _records(results: Any, by: str, seed_key: str) -> list[dict[str, Any]]:
+    """Normalise the accepted results shapes to a list of flat records."""
+    if isinstance(results, Mapping):
+        records: list[dict[str, Any]] = []
+        for group, value in results.items():
+            if isinstance(value, Mapping):      # {group: {metric: [value per seed]}}
+                lengths = {len(v) if isinstance(v, Sequence) else 1 for v in value.values()}
+                if len(lengths) > 1:
+                    raise ValueError(f"group {group!r} has metrics with different numbers of seeds")
+                for i in range(lengths.pop() if lengths else 0):
+                    records.append({by: group, seed_key: i, **{
+                        m: (v[i] if isinstance(v, Sequence) else v) for m, v in value.items()}})
+            else:                               # {group: [record per seed]}
+                records.extend({by: group, **record} for record in value)
+        return records
+    return [dict(record) for record in results]  # [record, ...]
+
+
+def summarize_results(results: Any, by: str = "method", seed_key: str = "seed",
+                      metrics: Sequence[str] | None = None) -> "pd.DataFrame":
+    """Mean, standard deviation (over seeds, ``ddof=1``) and number of seeds of every metric.
+
+    Args:
+        results: one of
+            * a list of records ``{"method": "GAIN", "seed": 0, "accuracy": 0.91, ...}``;
+            * ``{method: [record per seed, ...]}``;
+            * ``{method: {metric: [value per seed, ...]}}``.
+        by: the record key that names a row (kept in first-appearance order).
+        seed_key: the record key that is not a metric (ignored when absent).
+        metrics: the metric columns, in order (default: every other numeric key).
+
+    Returns:
+        A numeric DataFrame indexed by ``by`` with columns ``(metric, "mean" | "std" | "n")``.
+    """
+    import pandas as pd
+
+    frame = pd.DataFrame(_records(results, by, seed_key))
+    if frame.empty or by not in frame:
+        raise ValueError(f"no results with a {by!r} key to summarise")
+    if metrics is None:
+        metrics = [c for c in frame.columns
+                   if c not in (by, seed_key) and pd.api.types.is_numeric_dtype(frame[c])]
+    missing = [m for m in metrics if m not in frame]
+    if missing:
+        raise KeyError(f"metrics {missing} are not in the results (columns: {list(frame.columns)})")
+    grouped = frame.groupby(by, sort=False)[list(metrics)]
+    summary = pd.concat({"mean": grouped.mean(), "std": grouped.std(ddof=1), "n": grouped.count()},
+                        axis=1)
+    return summary.swaplevel(axis=1)[[(m, s) for m in metrics for s in ("mean", "std", "n")]]
+
+
+def results_table(results: Any, by: str = "method", seed_key: str = "seed",
+                  metrics: Sequence[str] | None = None, digits: int = 3,
+                  percent: Sequence[str] = ()) -> "pd.DataFrame":
+    """A results table for display: one row per ``by``, one ``"mean ± std"`` cell per metric.
+
+    The standard deviation is over seeds; a row with a single seed shows the mean alone. A last
+    column ``seeds`` gives the number of seeds behind each row (from the first metric).
+
+    Args:
+        results, by, seed_key, metrics: see :func:`summarize_results`.
+        digits: decimals shown.
+        percent: metrics shown in percent (values in [0, 1] multiplied by 100).
+
+    Returns:
+        A DataFrame of strings (notebooks render it as an HTML table).
+    """
+    import pandas as pd
+
+    summary = summarize_results(results, by, seed_key, metrics)
+    names = list(dict.fromkeys(m for m, _ in summary.columns))
+    table = pd.DataFrame(index=summary.index)
+    for metric in names:
+        scale = 100.0 if metric in percent else 1.0
+        mean, std = summary[(metric, "mean")] * scale, summary[(metric, "std")] * scale
+        label = f"{metric} (%)" if metric in percent else metric
+        table[label] = [f"{m:.{digits}f}" if pd.isna(s) else f"{m:.{digits}f} ± {s:.{digits}f}"
+                        for m, s in zip(mean, std)]
+    table["seeds"] = summary[(names[0], "n")].astype(int) if names else 0
+    return table

@@ -1,0 +1,206 @@
+"""The published book in a real browser: Debian's chromium driven by playwright, no kernel, offline.
+
+The book is the one `make test` just built on the "ci" profile (the Makefile passes its folder in
+GAIN_BOOK_HTML); run alone, the tests build it themselves with book/build.py (about a minute), so
+they never depend on a manual build. Served on 127.0.0.1, every page must load with no console
+error, no uncaught exception and no failed request; images need real alt text; chapter 1 has a
+captioned figure; and moving the static σ/ω explorer's sliders must switch its panels.
+
+Chromium comes from Debian (`apt-get install chromium`, which .ci/run does on CI machines), never
+from `playwright install`. Without it the tests skip locally and fail under CI=true.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+# The flags the toolchain notes measured: run as root in a container, no GPU, and no background
+# connections (the machine has no network, and refused connections would show up as errors).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+# A page heavier than this has an explorer grid (or figures) too large for readers.
+PAGE_BUDGET_BYTES = 1_500_000
+SCREENSHOTS = ROOT / "_build" / "browser-test"
+FILE_NAME_ALT = re.compile(r"\.(png|jpe?g|svg|gif|webp)$", re.IGNORECASE)
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (required in CI: .ci/run installs Debian's chromium)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def book_html() -> Path:
+    """The built ci-profile book: the one named by GAIN_BOOK_HTML, or built now."""
+    given = os.environ.get("GAIN_BOOK_HTML")
+    if given:
+        html = Path(given)
+        html = html if html.is_absolute() else ROOT / html
+        assert (html / "index.html").is_file(), f"GAIN_BOOK_HTML={given} holds no built book"
+        return html
+    result = subprocess.run([sys.executable, str(ROOT / "book" / "build.py"), "--profile", "ci"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, (f"book/build.py --profile ci failed:\n"
+                                    f"{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
+    return ROOT / "_build" / "ci" / "_build" / "html"
+
+
+@pytest.fixture(scope="session")
+def server(book_html: Path):
+    """Serve the book on 127.0.0.1 (an ephemeral port) for the session."""
+    handler = functools.partial(_QuietHandler, directory=str(book_html))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
+        _unavailable("Debian's chromium is not installed (apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed (pip install -e '.[test]')")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class PageProblems:
+    """Console errors, uncaught exceptions and failed requests of one page."""
+
+    def __init__(self, page) -> None:
+        self.problems: list[str] = []
+        page.on("console", lambda m: m.type == "error" and self.problems.append(f"console error: {m.text}"))
+        page.on("pageerror", lambda e: self.problems.append(f"uncaught exception: {e}"))
+        page.on("requestfailed", lambda r: self.problems.append(f"request failed: {r.url} ({r.failure})"))
+        page.on("response", lambda r: r.status >= 400 and self.problems.append(f"HTTP {r.status}: {r.url}"))
+
+
+def _open(browser, url: str):
+    page = browser.new_page(viewport={"width": 1280, "height": 1600})
+    problems = PageProblems(page)
+    page.goto(url, wait_until="networkidle")
+    return page, problems
+
+
+def _pages(book_html: Path) -> list[str]:
+    """Every page of the book: the text pages and the chapters (Sphinx's own pages aside)."""
+    pages = [p.relative_to(book_html).as_posix() for folder in ("book", "notebooks")
+             for p in sorted((book_html / folder).glob("*.html"))]
+    return ["index.html", *pages]
+
+
+def test_every_page_loads_cleanly_with_meaningful_alt_text(browser, server, book_html):
+    pages = _pages(book_html)
+    assert any(p.startswith("notebooks/") for p in pages), "the book has no chapter pages"
+    failures = {}
+    for name in pages:
+        page, problems = _open(browser, server + name)
+        page.wait_for_timeout(500)  # late requests (fonts, widget rendering)
+        found = list(problems.problems)
+        for img in page.locator("img").all():
+            alt = (img.get_attribute("alt") or "").strip()
+            if not alt or FILE_NAME_ALT.search(alt):
+                found.append(f"image without real alt text: src={img.get_attribute('src')[:80]!r} alt={alt!r}")
+        if (size := (book_html / name).stat().st_size) > PAGE_BUDGET_BYTES:
+            found.append(f"page is {size / 1e6:.2f} MB, over the {PAGE_BUDGET_BYTES / 1e6:.1f} MB budget")
+        if found:
+            failures[name] = found
+        page.close()
+    assert not failures, "\n".join(f"{name}:\n  " + "\n  ".join(f) for name, f in failures.items())
+
+
+def test_chapter_one_has_a_captioned_figure(browser, server):
+    page, problems = _open(browser, server + "notebooks/01_gradcam.html")
+    figures = page.locator("figure:has(img):has(figcaption)")
+    assert figures.count() >= 1, "chapter 1 shows no figure with a caption"
+    image = figures.first.locator("img")
+    assert image.evaluate("img => img.complete && img.naturalWidth > 0"), "the figure's image did not load"
+    assert "Grad-CAM" in figures.first.locator("figcaption").inner_text()
+    page.close()
+
+
+def _visible_panel(page) -> tuple[str, str]:
+    """The (soft-mask image source, text) of the explorer panel now shown."""
+    panel = page.locator(".gain-explorer-panel").filter(visible=True)
+    assert panel.count() == 1, f"{panel.count()} explorer panels are visible, expected exactly 1"
+    return panel.locator("img").first.get_attribute("src"), panel.inner_text()
+
+
+def test_static_explorer_switches_panels_without_a_kernel(browser, server):
+    page, problems = _open(browser, server + "notebooks/02_attention_mining.html")
+    page.locator(".gain-explorer").first.wait_for(state="visible", timeout=20_000)
+    page.wait_for_timeout(500)
+    count = page.locator(".gain-explorer").count()
+    assert count == 1, f"the explorer is rendered {count} times (two widget loaders on the page?)"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    explorer = page.locator(".gain-explorer")
+    explorer.scroll_into_view_if_needed()
+    explorer.screenshot(path=str(SCREENSHOTS / "explorer-initial.png"))
+
+    start_src, start_text = _visible_panel(page)
+    assert "σ = 0.5, ω = 10" in start_text, start_text
+
+    sigma_handle = page.locator(".gain-explorer-sigma .noUi-handle")
+    sigma_handle.focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_timeout(300)
+    sigma_src, sigma_text = _visible_panel(page)
+    assert "σ = 0.65, ω = 10" in sigma_text, sigma_text
+    assert sigma_src != start_src, "moving the σ slider did not change the soft mask shown"
+    explorer.screenshot(path=str(SCREENSHOTS / "explorer-sigma-moved.png"))
+
+    omega_handle = page.locator(".gain-explorer-omega .noUi-handle")
+    omega_handle.focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_timeout(300)
+    omega_src, omega_text = _visible_panel(page)
+    assert "σ = 0.65, ω = 100" in omega_text, omega_text
+    assert omega_src != sigma_src, "moving the ω slider did not change the soft mask shown"
+
+    page.locator(".gain-explorer-class button", has_text="class 2").click()
+    page.wait_for_timeout(300)
+    _, class_text = _visible_panel(page)
+    assert "σ = 0.65, ω = 100" in class_text, "the class picker reset the sliders' panel"
+    alts = page.locator(".gain-explorer-panel").filter(visible=True).locator("img").evaluate_all(
+        "imgs => imgs.map(i => i.alt)")
+    assert all("class 2" in alt for alt in alts), alts
+    explorer.screenshot(path=str(SCREENSHOTS / "explorer-class-2.png"))
+    assert not problems.problems, "\n".join(problems.problems)
+    page.close()
+
+
+def test_chapter_launch_buttons_open_the_notebook_at_its_repository_path(book_html):
+    # The book is built from a staging folder that mirrors the repository, so that these links
+    # (derived from each page's path) point at the committed notebooks.
+    for chapter in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        page = (book_html / "notebooks" / f"{chapter.stem}.html").read_text(encoding="utf-8")
+        path = f"notebooks/{chapter.name}"
+        assert re.search(rf'href="https://mybinder\.org/[^"]*{re.escape(path)}"', page), chapter.name
+        assert re.search(rf'href="https://colab\.research\.google\.com/[^"]*/{re.escape(path)}"', page), chapter.name

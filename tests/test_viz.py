@@ -1,0 +1,110 @@
+"""gainlib.viz: overlays, the Fig.-5-style panel grid and results tables (no display needed)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from gainlib.data.protocol import IMAGENET_MEAN, IMAGENET_STD
+from gainlib.viz import display_image
+
+matplotlib = pytest.importorskip("matplotlib")
+matplotlib.use("Agg")
+
+
+def _normalized(rgb: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return (rgb - mean) / std
+
+
+def test_importing_gainlib_loads_neither_matplotlib_nor_pandas():
+    code = ("import sys, gainlib, gainlib.viz, gainlib.explorer; "
+            "print(sorted(m for m in ('matplotlib', 'pandas', 'ipywidgets') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_display_image_undoes_the_normalisation_and_accepts_channels_last():
+    rgb = torch.rand(3, 5, 7)
+    shown = display_image(_normalized(rgb))
+    assert shown.shape == (5, 7, 3)
+    np.testing.assert_allclose(shown, rgb.permute(1, 2, 0).numpy(), atol=1e-5)
+    channels_last = rgb.permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(display_image(channels_last, normalized=False), channels_last, atol=1e-6)
+    with pytest.raises(ValueError, match=r"\[3, H, W\]"):
+        display_image(torch.rand(2, 5, 7))
+
+
+def test_attention_overlay_blends_the_colour_map_over_the_image():
+    from gainlib.viz import attention_overlay
+
+    rgb = torch.rand(3, 8, 8)
+    heat = torch.rand(8, 8)
+    plain = attention_overlay(rgb, heat, alpha=0.0, normalized=False)
+    np.testing.assert_allclose(plain, rgb.permute(1, 2, 0).numpy(), atol=1e-6)
+    colored = attention_overlay(rgb, heat, alpha=1.0, cmap="gray", normalized=False)
+    np.testing.assert_allclose(colored[..., 0], heat.numpy(), atol=1 / 255 + 1e-6)
+    assert attention_overlay(_normalized(rgb), heat).shape == (8, 8, 3)
+    with pytest.raises(ValueError, match="differ in size"):
+        attention_overlay(rgb, torch.rand(4, 4), normalized=False)
+
+
+def test_attention_panels_has_a_titled_column_per_method_and_a_row_per_image():
+    from gainlib.viz import attention_panels
+
+    images = torch.randn(3, 3, 16, 16)
+    maps = torch.rand(3, 16, 16)
+    fig = attention_panels(images, {"image": None, "Grad-CAM": maps, "GAIN": maps.flip(-1)},
+                           row_labels=["boat", "car", "bird"])
+    axes = np.array(fig.axes).reshape(3, 3)
+    assert [ax.get_title() for ax in axes[0]] == ["image", "Grad-CAM", "GAIN"]
+    assert all(ax.get_title() == "" for ax in axes[1:].ravel())
+    assert [ax.get_ylabel() for ax in axes[:, 0]] == ["boat", "car", "bird"]
+    with pytest.raises(ValueError, match="2 maps for 3 images"):
+        attention_panels(images, {"GAIN": maps[:2]})
+
+
+RECORDS = [
+    {"method": "classifier", "seed": 0, "accuracy": 0.90, "iou": 0.30},
+    {"method": "classifier", "seed": 1, "accuracy": 0.92, "iou": 0.34},
+    {"method": "GAIN", "seed": 0, "accuracy": 0.91, "iou": 0.50},
+    {"method": "GAIN", "seed": 1, "accuracy": 0.89, "iou": 0.54},
+]
+
+
+def test_results_summary_is_the_same_for_every_accepted_shape():
+    pytest.importorskip("pandas")
+    from gainlib.viz import summarize_results
+
+    by_method = {"classifier": [r for r in RECORDS if r["method"] == "classifier"],
+                 "GAIN": [r for r in RECORDS if r["method"] == "GAIN"]}
+    per_metric = {"classifier": {"accuracy": [0.90, 0.92], "iou": [0.30, 0.34]},
+                  "GAIN": {"accuracy": [0.91, 0.89], "iou": [0.50, 0.54]}}
+    summaries = [summarize_results(r) for r in (RECORDS, by_method, per_metric)]
+    for summary in summaries[1:]:
+        assert summary.equals(summaries[0])
+    summary = summaries[0]
+    assert list(summary.index) == ["classifier", "GAIN"]               # first-appearance order
+    assert summary.loc["GAIN", ("iou", "mean")] == pytest.approx(0.52)
+    assert summary.loc["GAIN", ("iou", "std")] == pytest.approx(np.std([0.50, 0.54], ddof=1))
+    assert summary.loc["GAIN", ("iou", "n")] == 2
+
+
+def test_results_table_formats_mean_plus_minus_std():
+    pytest.importorskip("pandas")
+    from gainlib.viz import results_table
+
+    table = results_table(RECORDS, metrics=["iou", "accuracy"], digits=2, percent=["accuracy"])
+    assert list(table.columns) == ["iou", "accuracy (%)", "seeds"]
+    assert table.loc["GAIN", "iou"] == "0.52 ± 0.03"
+    assert table.loc["classifier", "accuracy (%)"] == "91.00 ± 1.41"
+    assert table.loc["GAIN", "seeds"] == 2
+    single = results_table([{"method": "GAIN", "seed": 0, "iou": 0.5}])
+    assert single.loc["GAIN", "iou"] == "0.500"                         # no ± for one seed
+    with pytest.raises(KeyError, match="missing"):
+        results_table(RECORDS, metrics=["missing"])
