@@ -1,7 +1,7 @@
 """Cost of a training step: plain classifier vs GAIN vs GAIN_ext, and attention vs #classes.
 
     python benchmarks/step_cost.py               # small CNN at 96 px (b=32) and VGG16 at 224 px (b=8)
-    python benchmarks/step_cost.py --quick       # small CNN only
+    python benchmarks/step_cost.py --quick       # small CNN only (--models vgg16: VGG16 only)
     python benchmarks/step_cost.py --device cuda --amp
 
 Each case runs in its own process so that peak memory is that case's alone: on CUDA the
@@ -108,6 +108,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA)")
     parser.add_argument("--quick", action="store_true", help="small CNN only")
+    parser.add_argument("--models", default="small_cnn,vgg16", help="comma-separated: small_cnn, vgg16")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -115,7 +116,9 @@ def main() -> None:
         print(json.dumps(run_case(json.loads(args.case))))
         return
 
-    setups = [("small_cnn", 96, 32)] + ([] if args.quick else [("vgg16", 224, 8)])
+    presets = {"small_cnn": (96, 32), "vgg16": (224, 8)}
+    names = ["small_cnn"] if args.quick else args.models.split(",")
+    setups = [(name, *presets[name]) for name in names]
     common = dict(device=args.device, amp=args.amp, repeats=args.repeats)
     print(f"device: {args.device}  threads: {torch.get_num_threads()}  amp: {args.amp}  "
           f"torch {torch.__version__}\n")
