@@ -1,5 +1,14 @@
-"""Datasets that follow gainlib's sample protocol (see :mod:`gainlib.data.protocol`)."""
+"""Datasets that follow gainlib's sample protocol (see :mod:`gainlib.data.protocol`).
 
+* :mod:`gainlib.data.synthetic` -- the synthetic GAIN benchmark (:class:`SyntheticScenes`,
+  :class:`SyntheticOrientation`, :func:`synthetic_splits`), generated on the fly.
+* :mod:`gainlib.data.voc` -- PASCAL VOC 2012 + SBD, or any set in VOC layout (:class:`VOCDataset`).
+* :mod:`gainlib.data.saliency` -- saliency priors for L_bbox (Eq. 9).
+* :mod:`gainlib.data.extra_labels` -- :func:`mark_extra_labels` picks the samples whose mask or
+  boxes feed the extra-supervision streams.
+"""
+
+from gainlib.data.extra_labels import mark_extra_labels, pick_subset
 from gainlib.data.protocol import (
     IGNORE_INDEX,
     IMAGENET_MEAN,
@@ -10,6 +19,18 @@ from gainlib.data.protocol import (
     denormalize,
     validate_sample,
 )
+from gainlib.data.saliency import SaliencyPrior, per_image, spectral_residual_saliency, uniform_saliency
+from gainlib.data.sample import build_sample
+from gainlib.data.synthetic import (
+    ORIENTATION_SPLITS,
+    SCENE_SPLITS,
+    SyntheticOrientation,
+    SyntheticScenes,
+    synthetic_splits,
+)
+from gainlib.data.transforms import AlignedResize
+from gainlib.data.voc import VOCDataset, voc_transforms
+from gainlib.data.voc_layout import VOC_CLASSES, DataFileError, read_id_list, write_id_list
 
 __all__ = [
     "IGNORE_INDEX",
@@ -20,4 +41,26 @@ __all__ = [
     "collate_samples",
     "denormalize",
     "validate_sample",
+    # synthetic benchmark
+    "SCENE_SPLITS",
+    "ORIENTATION_SPLITS",
+    "SyntheticScenes",
+    "SyntheticOrientation",
+    "synthetic_splits",
+    # VOC
+    "VOC_CLASSES",
+    "VOCDataset",
+    "voc_transforms",
+    "AlignedResize",
+    "DataFileError",
+    "read_id_list",
+    "write_id_list",
+    # saliency priors, extra labels, sample building
+    "SaliencyPrior",
+    "spectral_residual_saliency",
+    "uniform_saliency",
+    "per_image",
+    "mark_extra_labels",
+    "pick_subset",
+    "build_sample",
 ]

@@ -1,0 +1,280 @@
+#!/usr/bin/env python
+"""Download PASCAL VOC 2012 + SBD and build the lists the GAIN experiments use.
+
+    python data_scripts/get_voc.py --root data/voc
+
+Steps (each is skipped when its output already exists, so the script can be rerun):
+
+1. Download ``VOCtrainval_11-May-2012.tar`` (VOC 2012) and ``benchmark.tgz`` (SBD, Hariharan
+   et al. 2011) from their official URLs (a mirror as fallback), resuming partial downloads
+   (``<name>.part``) with HTTP range requests, and verify their MD5 checksums.
+2. Extract them under ``--root``.
+3. Build ``train_aug`` = (SBD train + SBD val + VOC train) - VOC val: the 10,582 images of
+   Li et al., Sec. 4.1, and check the 1,449-image VOC ``val`` list.
+4. Write ``SegmentationClassAug/<id>.png`` for every ``train_aug`` and ``val`` image: VOC's own
+   mask where VOC has one (it has the 255 boundary band), else SBD's mask converted from
+   ``cls/<id>.mat``.
+5. Write the random extra-label subsets of 200, 400, 900 and 1,464 images (Tables 3, 4 and 7)
+   as ``ImageSets/Segmentation/extra_<n>_seed<s>.txt``. They are drawn from VOC's 1,464
+   ``train`` images -- the paper's 1,464 subset is that whole list, and its 78 boat images
+   match Table 7's "78 pixel-level labels for boat" -- as nested prefixes of one seeded
+   permutation per seed, so the 200 are among the 400. One list serves either pixel masks
+   (GAIN_ext^p) or boxes (GAIN_ext^b), so the two can be compared on the same images.
+
+No step needs the network except 1; without a connection the script says so and explains
+how to place the archives by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+import socket
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from tqdm import tqdm
+
+from gainlib.data.extra_labels import pick_subset
+from gainlib.data.voc_layout import (
+    VOC_CLASSES,
+    DataFileError,
+    parse_annotation_xml,
+    read_id_list,
+    read_mask,
+    write_id_list,
+    write_mask_png,
+)
+
+
+@dataclass(frozen=True)
+class Archive:
+    filename: str
+    urls: tuple[str, ...]
+    md5: str
+
+
+VOC2012 = Archive(
+    "VOCtrainval_11-May-2012.tar",
+    ("http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
+     "https://thor.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"),
+    "6cd6e144f989b92b3379bac3b3de84fd",
+)
+SBD = Archive(
+    "benchmark.tgz",
+    ("http://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/semantic_contours/benchmark.tgz",
+     "https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/semantic_contours/benchmark.tgz"),
+    "82b4d87ceb2ed10f6038a1cba92111cb",
+)
+EXPECTED_COUNTS = {"train_aug": 10582, "val": 1449, "train": 1464}
+EXTRA_SIZES = (200, 400, 900, 1464)
+EXTRA_SEEDS = (0, 1, 2)
+NETWORK_ERRORS = (urllib.error.URLError, socket.timeout, ConnectionError, TimeoutError)
+
+
+class ChecksumError(RuntimeError):
+    """A downloaded file does not have the expected MD5."""
+
+
+class OfflineError(RuntimeError):
+    """None of an archive's URLs could be reached."""
+
+
+def md5sum(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _open_from(url: str, start: int, opener: Callable, timeout: float):
+    """Open ``url`` at byte ``start``; returns ``(stream, resumed, total or None)``."""
+    if url.startswith("file://"):
+        # urllib's file handler ignores Range, so seek ourselves (also what the tests use).
+        path = Path(urllib.request.url2pathname(url[len("file://"):]))
+        stream = open(path, "rb")
+        size = path.stat().st_size
+        stream.seek(min(start, size))
+        return stream, start > 0, size
+    request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
+    try:
+        stream = opener(request, timeout=timeout)
+    except urllib.error.HTTPError as error:
+        if error.code == 416:          # range not satisfiable: the .part file is already complete
+            return None, True, start
+        raise
+    status = getattr(stream, "status", None) or stream.getcode()
+    length = stream.headers.get("Content-Length")
+    resumed = start > 0 and status == 206
+    total = (int(length) + (start if resumed else 0)) if length is not None else None
+    return stream, resumed, total
+
+
+def download(url: str, destination: Path, md5: str | None = None, *,
+             opener: Callable = urllib.request.urlopen, timeout: float = 60.0,
+             chunk: int = 1 << 20, progress: bool = True) -> Path:
+    """Download ``url`` to ``destination``, resuming ``destination.part``; verify ``md5``.
+
+    A complete file with the right checksum is not downloaded again. If the server ignores
+    the range request the download restarts from zero. A checksum mismatch deletes the file
+    and raises :class:`ChecksumError`.
+    """
+    destination = Path(destination)
+    if destination.is_file() and (md5 is None or md5sum(destination) == md5):
+        return destination
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(destination.name + ".part")
+    start = partial.stat().st_size if partial.is_file() else 0
+    stream, resumed, total = _open_from(url, start, opener, timeout)
+    if stream is not None:
+        with stream, open(partial, "ab" if resumed else "wb") as out, tqdm(
+                total=total, initial=start if resumed else 0, unit="B", unit_scale=True,
+                desc=destination.name, disable=not progress) as bar:
+            for block in iter(lambda: stream.read(chunk), b""):
+                out.write(block)
+                bar.update(len(block))
+    partial.replace(destination)
+    if md5 is not None:
+        actual = md5sum(destination)
+        if actual != md5:
+            destination.unlink()
+            raise ChecksumError(f"{destination}: MD5 is {actual}, expected {md5}; the file was deleted, "
+                                f"rerun to download it again")
+    return destination
+
+
+def fetch(archive: Archive, download_dir: Path, *, opener: Callable = urllib.request.urlopen,
+          progress: bool = True) -> Path:
+    """Download ``archive`` into ``download_dir`` from the first URL that answers."""
+    reasons = []
+    for url in archive.urls:
+        try:
+            return download(url, download_dir / archive.filename, archive.md5, opener=opener, progress=progress)
+        except NETWORK_ERRORS as error:
+            reasons.append(f"{url}: {getattr(error, 'reason', error)}")
+    raise OfflineError(
+        f"could not download {archive.filename} -- are you offline?\n  " + "\n  ".join(reasons)
+        + f"\nDownload it by hand from {archive.urls[0]} into {download_dir}/ (a partial file "
+          f"{archive.filename}.part is resumed) and rerun; the MD5 {archive.md5} is checked.")
+
+
+def extract(archive_path: Path, destination: Path, marker: Path) -> None:
+    """Extract once: skipped when ``marker`` (a path the archive creates) exists."""
+    if marker.exists():
+        return
+    from torchvision.datasets.utils import extract_archive
+
+    print(f"extracting {archive_path.name} ...")
+    extract_archive(str(archive_path), str(destination))
+    if not marker.exists():
+        raise DataFileError(archive_path, f"extraction did not create {marker}")
+
+
+def build_lists(voc_root: Path, sbd_root: Path) -> dict[str, list[str]]:
+    """``train_aug`` = (SBD train + SBD val + VOC train) - VOC val, and VOC ``train``/``val``."""
+    seg = voc_root / "ImageSets" / "Segmentation"
+    voc_train, voc_val = read_id_list(seg / "train.txt"), read_id_list(seg / "val.txt")
+    sbd = read_id_list(sbd_root / "train.txt") + read_id_list(sbd_root / "val.txt")
+    held_out = set(voc_val)
+    train_aug = sorted((set(sbd) | set(voc_train)) - held_out)
+    return {"train_aug": train_aug, "val": voc_val, "train": voc_train}
+
+
+def check_counts(lists: dict[str, list[str]], expected: dict[str, int] = EXPECTED_COUNTS) -> None:
+    wrong = {k: (len(lists[k]), n) for k, n in expected.items() if len(lists[k]) != n}
+    if wrong:
+        details = ", ".join(f"{k}: {got} ids, expected {n}" for k, (got, n) in wrong.items())
+        raise SystemExit(f"unexpected list sizes ({details}); is the download complete?")
+
+
+def build_aug_masks(voc_root: Path, sbd_root: Path, ids: Sequence[str], progress: bool = True) -> int:
+    """Write ``SegmentationClassAug/<id>.png``; returns how many were written (existing kept)."""
+    out_dir = voc_root / "SegmentationClassAug"
+    written = 0
+    for sample_id in tqdm(ids, desc="SegmentationClassAug", disable=not progress):
+        target = out_dir / f"{sample_id}.png"
+        if target.is_file():
+            continue
+        own = voc_root / "SegmentationClass" / f"{sample_id}.png"
+        if own.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(own, target)
+        else:
+            write_mask_png(target, read_mask(sbd_root / "cls" / f"{sample_id}.mat"))
+        written += 1
+    return written
+
+
+def write_extra_subsets(voc_root: Path, pool: Sequence[str], sizes: Sequence[int] = EXTRA_SIZES,
+                        seeds: Sequence[int] = EXTRA_SEEDS) -> dict[tuple[int, int], list[str]]:
+    """Write ``extra_<n>_seed<s>.txt`` id lists: nested random subsets of ``pool``."""
+    subsets = {}
+    ordered = sorted(pool)
+    for seed in seeds:
+        for n in sizes:
+            chosen = [ordered[i] for i in pick_subset(len(ordered), min(n, len(ordered)), seed, "extra")]
+            write_id_list(voc_root / "ImageSets" / "Segmentation" / f"extra_{n}_seed{seed}.txt", chosen)
+            subsets[(n, seed)] = chosen
+    return subsets
+
+
+def count_class(voc_root: Path, ids: Sequence[str], name: str) -> int:
+    """How many of ``ids`` have an object of class ``name`` in their annotation XML."""
+    c = VOC_CLASSES.index(name)
+    return sum(int(c in parse_annotation_xml(voc_root / "Annotations" / f"{i}.xml", VOC_CLASSES)[1]) for i in ids)
+
+
+def prepare(root: Path, *, download_dir: Path | None = None, skip_download: bool = False,
+            seeds: Sequence[int] = EXTRA_SEEDS, expected: dict[str, int] | None = EXPECTED_COUNTS,
+            opener: Callable = urllib.request.urlopen, progress: bool = True) -> dict[str, list[str]]:
+    """Run all steps; returns the lists. ``skip_download`` expects the trees already extracted."""
+    root = Path(root)
+    download_dir = download_dir or root / "downloads"
+    voc_root = root / "VOCdevkit" / "VOC2012"
+    sbd_root = root / "benchmark_RELEASE" / "dataset"
+    if not skip_download:
+        for archive, marker in ((VOC2012, voc_root / "JPEGImages"), (SBD, sbd_root / "cls")):
+            if not marker.exists():
+                extract(fetch(archive, download_dir, opener=opener, progress=progress), root, marker)
+    for needed in (voc_root / "ImageSets" / "Segmentation" / "val.txt", sbd_root / "train.txt"):
+        if not needed.is_file():
+            raise DataFileError(needed, "missing; download the archives first (run without --skip-download)")
+    lists = build_lists(voc_root, sbd_root)
+    if expected:
+        check_counts(lists, expected)
+    seg = voc_root / "ImageSets" / "Segmentation"
+    write_id_list(seg / "train_aug.txt", lists["train_aug"])
+    written = build_aug_masks(voc_root, sbd_root, lists["train_aug"] + lists["val"], progress)
+    subsets = write_extra_subsets(voc_root, lists["train"], seeds=seeds)
+    print(f"train_aug: {len(lists['train_aug'])} ids, val: {len(lists['val'])} ids, "
+          f"{written} masks written to {voc_root / 'SegmentationClassAug'}")
+    for (n, seed), ids in sorted(subsets.items()):
+        print(f"extra_{n}_seed{seed}.txt: {len(ids)} ids, {count_class(voc_root, ids, 'boat')} with a boat")
+    return lists
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, default=Path("data/voc"), help="where to put VOCdevkit/ and SBD")
+    parser.add_argument("--download-dir", type=Path, default=None, help="archives (default: ROOT/downloads)")
+    parser.add_argument("--skip-download", action="store_true", help="the trees are already extracted")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(EXTRA_SEEDS), help="extra-subset seeds")
+    parser.add_argument("--no-count-check", action="store_true", help="accept list sizes other than the paper's")
+    args = parser.parse_args(argv)
+    try:
+        prepare(args.root, download_dir=args.download_dir, skip_download=args.skip_download,
+                seeds=args.seeds, expected=None if args.no_count_check else EXPECTED_COUNTS)
+    except (OfflineError, ChecksumError, DataFileError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""The synthetic GAIN benchmark: determinism, protocol, and splits that really are what they
+claim (statistics measured on the rendered pixels)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+from torchvision.transforms import v2
+
+from gainlib.data import (
+    SyntheticOrientation,
+    SyntheticScenes,
+    collate_samples,
+    mark_extra_labels,
+    per_image,
+    pick_subset,
+    spectral_residual_saliency,
+    synthetic_splits,
+    uniform_saliency,
+    validate_sample,
+)
+from gainlib.data.render_scenes import CLASSES
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return synthetic_splits("scenes", sizes={"train": 400, "val": 100, "unbiased": 300, "no_context": 150,
+                                             "context_only": 150, "biased_boat": 40})
+
+
+@pytest.fixture(scope="module")
+def camera():
+    return synthetic_splits("camera", sizes={"train": 200, "test_same": 40, "test_shifted": 200})
+
+
+def _digest(dataset) -> str:
+    h = hashlib.sha256()
+    for array in (dataset.images, dataset.masks, dataset.labels, dataset.saliency):
+        h.update(np.ascontiguousarray(array).tobytes())
+    for boxes in dataset.boxes:
+        h.update(boxes.tobytes())
+    return h.hexdigest()
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes():
+    a = SyntheticScenes("train", 30, seed=7)
+    b = SyntheticScenes("train", 30, seed=7)
+    c = SyntheticScenes("train", 30, seed=8)
+    assert _digest(a) == _digest(b)
+    assert _digest(a) != _digest(c)
+    assert all(torch.equal(a[i]["image"], b[i]["image"]) for i in range(3))
+    o1 = SyntheticOrientation("test_shifted", 12, variant="workpiece", seed=7)
+    o2 = SyntheticOrientation("test_shifted", 12, variant="workpiece", seed=7)
+    assert _digest(o1) == _digest(o2)
+
+
+def test_a_longer_split_extends_a_shorter_one():
+    short, long = SyntheticScenes("val", 10), SyntheticScenes("val", 25)
+    assert np.array_equal(short.images, long.images[:10]) and short.ids == long.ids[:10]
+
+
+def test_splits_never_share_an_image(scenes, camera):
+    seen: dict[bytes, str] = {}
+    for group in (scenes, camera):
+        for name, dataset in group.items():
+            for image, sample_id in zip(dataset.images, dataset.ids):
+                key = hashlib.sha1(image.tobytes()).digest()
+                assert key not in seen, f"{sample_id} repeats {seen.get(key)}"
+                seen[key] = sample_id
+    all_ids = [i for group in (scenes, camera) for d in group.values() for i in d.ids]
+    assert len(all_ids) == len(set(all_ids))
+
+
+@pytest.mark.parametrize("size", [64, 96, 128])
+def test_samples_follow_the_protocol(size):
+    dataset = SyntheticScenes("train", 6, image_size=size)
+    for i in range(len(dataset)):
+        sample = dataset[i]
+        validate_sample(sample, num_classes=4)
+        assert sample["image"].shape == (3, size, size) and sample["saliency"].shape == (size, size)
+        assert torch.equal(sample["labels"] > 0, torch.from_numpy(dataset.masks_present()[i]))
+    batch = collate_samples([dataset[i] for i in range(len(dataset))])
+    assert batch["box_masks"].shape == (6, 4, size, size)
+    orientation = SyntheticOrientation("train", 4, variant="workpiece", image_size=size)
+    for i in range(4):
+        validate_sample(orientation[i], num_classes=4)
+
+
+def test_boxes_are_tight_around_each_object(scenes):
+    dataset = scenes["val"]
+    for i in range(len(dataset)):
+        boxes, box_labels = dataset.boxes[i], dataset.box_labels[i]
+        assert sorted(box_labels.tolist()) == sorted(np.flatnonzero(dataset.labels[i]).tolist())
+        for (x1, y1, x2, y2), c in zip(boxes.astype(int), box_labels):
+            ys, xs = np.nonzero(dataset.masks[i] == c + 1)   # one object per class at most
+            assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (x1, y1, x2, y2)
+
+
+def test_parts_are_small_and_inside_their_objects(scenes):
+    dataset = scenes["train"]
+    assert not (dataset.part_masks & (dataset.masks == 0)).any()      # decoys have no labelled parts
+    stats = dataset.statistics()
+    for name in CLASSES:
+        assert 0.04 < stats["classes"][name]["part_fraction"] < 0.25, (name, stats["classes"][name])
+
+
+def test_in_distribution_splits_have_the_requested_context_bias(scenes):
+    stats = scenes["train"].statistics()
+    for name in CLASSES:
+        c = stats["classes"][name]
+        assert c["p_on_context"] > 0.9 and c["p_context_given_object"] > 0.9
+        assert c["p_context_given_no_object"] < 0.08
+    unbiased = scenes["unbiased"].statistics()
+    for name in CLASSES:
+        c = unbiased["classes"][name]
+        assert 0.3 < c["p_on_context"] < 0.7
+        assert abs(c["p_context_given_object"] - c["p_context_given_no_object"]) < 0.25
+
+
+def test_counterfactual_splits_are_counterfactual(scenes):
+    no_context = scenes["no_context"]
+    assert no_context.labels.sum(1).min() >= 1                        # every image has an object ...
+    assert not no_context.context_maps.any()                          # ... and no context anywhere
+    context_only = scenes["context_only"]
+    assert context_only.labels.sum() == 0 and not (context_only.masks > 0).any()
+    assert context_only.context_maps.reshape(len(context_only), -1).max(1).min() >= 1
+    boat, water = CLASSES.index("boat"), 1 + CLASSES.index("boat")
+    biased_boat = scenes["biased_boat"]
+    has_boat = biased_boat.labels[:, boat] == 1
+    has_water = (biased_boat.context_maps == water).any(axis=(1, 2))
+    assert has_boat.sum() == len(biased_boat) // 2
+    assert not (has_boat & has_water).any() and (has_boat | has_water).all()
+    assert biased_boat.labels[:, [c for c in range(4) if c != boat]].sum() == 0
+
+
+def test_context_bias_parameter_is_respected():
+    stats = SyntheticScenes("train", 300, context_bias=0.7, saliency=None).statistics()
+    on_context = np.mean([stats["classes"][n]["p_on_context"] for n in CLASSES])
+    assert 0.6 < on_context < 0.8
+    with pytest.raises(ValueError):
+        SyntheticScenes("train", 1, context_bias=1.5)
+    with pytest.raises(KeyError, match="unknown scenes split"):
+        SyntheticScenes("test", 1)
+
+
+def test_orientation_classes_are_balanced_and_marked_by_the_critical_area(camera):
+    for name, dataset in camera.items():
+        stats = dataset.statistics()
+        assert stats["class_counts"][0] == stats["class_counts"][1]
+        for i in range(len(dataset)):
+            k = int(dataset.labels[i].argmax())
+            assert set(np.unique(dataset.masks[i]).tolist()) == {0, k + 1}
+            x1, y1, x2, y2 = dataset.boxes[i][0].astype(int)
+            ys, xs = np.nonzero(dataset.masks[i])
+            assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (x1, y1, x2, y2)
+        assert 0.05 < stats["critical_fraction_of_object"] < 0.35
+
+
+def test_orientation_shortcut_lives_only_in_the_training_domain(camera):
+    train, shifted = camera["train"].statistics(), camera["test_shifted"].statistics()
+    assert train["p_light_follows_class"] > 0.9
+    assert abs(shifted["p_light_follows_class"] - 0.5) < 0.12
+    assert shifted["object_fraction"] < 0.7 * train["object_fraction"]      # another scale
+    assert camera["test_same"].statistics()["p_light_follows_class"] > 0.85
+    four = SyntheticOrientation("train", 80, variant="workpiece", shortcut_strength=0.0, saliency=None)
+    assert four.statistics()["p_light_follows_class"] < 0.45                   # chance is 0.25
+
+
+@pytest.mark.parametrize("variant, quarter_turns", [("camera", 2), ("workpiece", 1)])
+def test_orientation_object_is_symmetric_apart_from_its_critical_area(variant, quarter_turns):
+    """Rotating the object by one class step maps it onto itself outside the critical areas,
+    so the marker and the gap are the only orientation cues on the object."""
+    from gainlib.data import drawing
+    from gainlib.data.render_orientation import _camera, _workpiece
+
+    draw = _camera if variant == "camera" else _workpiece
+    xx, yy = drawing.pixel_centres(64)
+    u, v = drawing.Frame(32.0, 32.0, scale=20.0).local(xx, yy)
+    canvas = np.zeros((64, 64, 3), np.float32)
+    obj, critical = draw(canvas, u, v, np.random.default_rng(0))
+    turned_obj, turned_critical = np.rot90(obj, quarter_turns), np.rot90(critical, quarter_turns)
+    elsewhere = ~critical & ~turned_critical
+    assert obj.sum() > 500
+    assert np.array_equal(obj & elsewhere, turned_obj & elsewhere)
+    assert not np.array_equal(obj, turned_obj)                       # but the object as a whole is not
+
+
+def test_mark_extra_labels_counts_fractions_and_nesting():
+    dataset = SyntheticScenes("train", 50, saliency=None)
+    mark_extra_labels(dataset, pixel=5, boxes=0.2, seed=1)
+    assert dataset.use_mask.sum() == 5 and dataset.use_boxes.sum() == 10
+    flagged = [i for i in range(len(dataset)) if dataset[i]["use_mask"]]
+    assert flagged == np.flatnonzero(dataset.use_mask).tolist()
+    assert set(pick_subset(50, 5, 1, "pixel")) <= set(pick_subset(50, 20, 1, "pixel"))
+    mark_extra_labels(dataset, pixel=5, seed=1)
+    assert dataset.use_mask.sum() == 5 and dataset.use_boxes.sum() == 0
+    with pytest.raises(ValueError, match="only 50"):
+        mark_extra_labels(dataset, pixel=51)
+    batch = collate_samples([dataset[i] for i in flagged])
+    assert batch["use_mask"].all()
+
+
+def test_joint_transforms_apply_to_synthetic_samples():
+    flip = v2.RandomHorizontalFlip(p=1.0)
+    plain, flipped = SyntheticScenes("val", 4), SyntheticScenes("val", 4, transforms=flip)
+    for i in range(4):
+        a, b = plain[i], flipped[i]
+        assert torch.equal(a["image"].flip(-1), b["image"]) and torch.equal(a["mask"].flip(-1), b["mask"])
+        assert torch.equal(a["saliency"].flip(-1), b["saliency"])
+        if len(a["boxes"]):
+            assert torch.allclose(b["boxes"][:, 0], 64 - a["boxes"][:, 2])
+
+
+def test_dataloader_with_workers():
+    dataset = SyntheticScenes("val", 8)
+    batch = next(iter(DataLoader(dataset, batch_size=8, num_workers=2, collate_fn=collate_samples)))
+    assert batch["image"].shape == (8, 3, 64, 64) and batch["id"] == dataset.ids
+
+
+# --- saliency priors ----------------------------------------------------------------------------
+
+def test_spectral_residual_highlights_a_small_odd_patch():
+    image = np.full((60, 80, 3), 120, np.uint8)
+    image[::4] = 130                                                    # a regular texture ...
+    image[20:30, 50:60] = (240, 30, 30)                                 # ... and one odd patch
+    saliency = spectral_residual_saliency(image)
+    assert saliency.shape == (60, 80) and saliency.dtype == np.float32
+    assert saliency.min() >= 0 and saliency.max() <= 1
+    assert saliency[20:30, 50:60].mean() > 3 * saliency[40:, :30].mean()
+    batch = spectral_residual_saliency(np.stack([image, image]))
+    assert np.allclose(batch[0], saliency, atol=1e-6)
+
+
+def test_priors_are_pluggable():
+    constant = np.zeros((2, 16, 16, 3), np.uint8)
+    assert (uniform_saliency(constant) == 1).all()
+    assert (spectral_residual_saliency(constant) == 0).all()             # no structure, no saliency
+    centre = per_image(lambda img: np.pad(np.ones((4, 4), np.float32), 6))
+    assert centre(constant).shape == (2, 16, 16)
+    dataset = SyntheticScenes("val", 3, saliency=uniform_saliency)
+    assert (dataset[0]["saliency"] == 1).all()
+    assert "saliency" not in SyntheticScenes("val", 3, saliency=None)[0]
