@@ -29,16 +29,6 @@ from gainlib.metrics import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small inputs: intra-op threading buys nothing, and with the 2 cores shared by
-    # other processes (DDP tests) OpenMP barriers made DenseNet forwards ~50x slower.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _nan(x: torch.Tensor) -> bool:
     return bool(torch.isnan(x).all())
 

@@ -24,16 +24,6 @@ NUM_CLASSES = 5
 RESNET18_FILE = "resnet18-f37072fd.pth"  # torchvision's ResNet18_Weights.IMAGENET1K_V1 file
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small inputs: intra-op threading buys nothing, and with the 2 cores shared by
-    # other processes (DDP tests) OpenMP barriers made DenseNet forwards ~50x slower.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch, tmp_path):
     """Every test runs with an empty hub dir and a download function that fails."""
