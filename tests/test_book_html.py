@@ -4,7 +4,9 @@ The book is the one `make test` just built on the "ci" profile (the Makefile pas
 GAIN_BOOK_HTML); run alone, the tests build it themselves with book/build.py (about a minute), so
 they never depend on a manual build. Served on 127.0.0.1, every page must load with no console
 error, no uncaught exception and no failed request; images need real alt text; chapter 1 has a
-captioned figure; and moving the static σ/ω explorer's sliders must switch its panels.
+captioned figure; and moving the static σ/ω explorer's sliders must switch its panels. Without a
+browser, a crawler (stdlib html.parser) reads every HTML file of the book, Sphinx's own pages
+included: no internal link, anchor or asset may be broken, and no image may lack alt text.
 
 Chromium comes from Debian (`apt-get install chromium`, which .ci/run does on CI machines), never
 from `playwright install`. Without it the tests skip locally and fail under CI=true.
@@ -13,6 +15,7 @@ from `playwright install`. Without it the tests skip locally and fail under CI=t
 from __future__ import annotations
 
 import functools
+import html.parser
 import http.server
 import os
 import re
@@ -21,6 +24,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -204,3 +208,76 @@ def test_chapter_launch_buttons_open_the_notebook_at_its_repository_path(book_ht
         path = f"notebooks/{chapter.name}"
         assert re.search(rf'href="https://mybinder\.org/[^"]*{re.escape(path)}"', page), chapter.name
         assert re.search(rf'href="https://colab\.research\.google\.com/[^"]*/{re.escape(path)}"', page), chapter.name
+
+
+# The attributes that make a page load or link to another file, by tag.
+LINK_ATTRIBUTES = {"a": "href", "link": "href", "area": "href", "script": "src", "img": "src",
+                   "source": "src", "iframe": "src", "video": "src", "audio": "src", "embed": "src"}
+
+
+class _PageParser(html.parser.HTMLParser):
+    """The links, anchors (``id``, ``<a name>``) and images of one HTML file."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.links: list[str] = []
+        self.anchors: set[str] = set()
+        self.images: list[tuple[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if attributes.get("id"):
+            self.anchors.add(attributes["id"])
+        if tag == "a" and attributes.get("name"):
+            self.anchors.add(attributes["name"])
+        if (link := attributes.get(LINK_ATTRIBUTES.get(tag, ""))) is not None:
+            self.links.append(link)
+        if tag == "img":
+            self.images.append((attributes.get("src") or "", attributes.get("alt")))
+
+
+@functools.lru_cache(maxsize=None)
+def _parse_page(path: Path) -> _PageParser:
+    parser = _PageParser()
+    parser.feed(path.read_text(encoding="utf-8"))
+    parser.close()
+    return parser
+
+
+def _broken_link(page: Path, link: str, root: Path) -> str | None:
+    """Why an internal link of ``page`` is broken, or None (also for external links)."""
+    parts = urlsplit(link)
+    if parts.scheme or parts.netloc or link.startswith("//"):
+        return None  # another site, mailto:, data:, javascript:
+    path = unquote(parts.path)
+    target = (page.parent / path).resolve() if path else page
+    if path.endswith("/") or target.is_dir():
+        target = target / "index.html"
+    if not target.is_relative_to(root.resolve()):
+        return f"{link}: leaves the book's folder"
+    if not target.is_file():
+        return f"{link}: no such file"
+    fragment = unquote(parts.fragment)
+    if fragment and target.suffix == ".html" and fragment not in _parse_page(target).anchors:
+        return f"{link}: {target.relative_to(root.resolve()).as_posix()} has no anchor #{fragment}"
+    return None
+
+
+def test_no_broken_internal_link_and_every_image_has_alt_text(book_html):
+    """Every HTML file of the book (text pages, chapters, API source pages, index and search;
+    not the theme's templates in _static/): each link, stylesheet, script and image that stays in
+    the book must reach a file, and a fragment an element with that id, as on the web server; and
+    every ``<img>`` needs alt text that says something (not empty, not a file name)."""
+    pages = sorted(p for p in book_html.rglob("*.html") if "_static" not in p.relative_to(book_html).parts)
+    assert len(pages) > 5 and book_html / "index.html" in pages, f"too few pages: {pages}"
+    root = book_html.resolve()
+    failures = {}
+    for page in pages:
+        parsed = _parse_page(page.resolve())
+        found = [problem for link in dict.fromkeys(parsed.links)
+                 if (problem := _broken_link(page.resolve(), link, root))]
+        found += [f"image without real alt text: src={src[:80]!r} alt={alt!r}" for src, alt in parsed.images
+                  if not (alt or "").strip() or FILE_NAME_ALT.search(alt.strip())]
+        if found:
+            failures[page.relative_to(book_html).as_posix()] = found
+    assert not failures, "\n".join(f"{name}:\n  " + "\n  ".join(f) for name, f in failures.items())
