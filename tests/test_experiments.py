@@ -1,0 +1,134 @@
+"""The book's run cache: keys, reuse, fine-tuning chains, profiles and the region measurements."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from gainlib.experiments import (
+    DataSpec, RunSpec, attention_by_region, book_profile, load_split, train_run,
+)
+from gainlib.trainer import TrainConfig
+
+TINY = DataSpec(image_size=32, n_train=24, n_eval=8)
+
+
+def _spec(**train) -> RunSpec:
+    settings = dict(mode="classifier", epochs=1, batch_size=8, seed=0) | train
+    return RunSpec(TINY, TrainConfig(**settings), widths=(4, 8))
+
+
+def test_key_depends_on_every_setting_but_runtime_ones():
+    base = _spec()
+    assert base.key() == _spec().key()
+    assert base.key().startswith("classifier-")
+    assert _spec(lr=0.5).key() != base.key()
+    assert _spec(seed=1).key() != base.key()
+    assert dataclasses.replace(base, data=dataclasses.replace(TINY, context_bias=0.5)).key() != base.key()
+    assert dataclasses.replace(base, pixel_labels=3).key() != base.key()
+    # device, progress and the checkpoint folder do not change the weights' identity
+    assert _spec(device="cpu", progress=False, checkpoint_dir="/elsewhere").key() == base.key()
+
+
+def test_train_run_trains_once_then_loads_the_same_weights(tmp_path):
+    spec = _spec()
+    first = train_run(spec, tmp_path, device="cpu")
+    assert not first.cached and (first.path / "model.pt").exists()
+    assert not (first.path / "last.pt").exists()            # optimizer state dropped when done
+    second = train_run(spec, tmp_path, device="cpu")
+    assert second.cached and second.history == first.history
+    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert not second.model.training
+
+
+def test_fine_tuned_run_starts_from_its_init_run(tmp_path):
+    base = _spec()
+    tuned = dataclasses.replace(base, train=TrainConfig(mode="gain", epochs=1, batch_size=8, lr=0.0,
+                                                        momentum=0.0, weight_decay=0.0), init=base)
+    result = train_run(tuned, tmp_path, device="cpu")
+    init = train_run(base, tmp_path, device="cpu")
+    assert init.cached                                       # trained on the way, then reused
+    assert tuned.total_epochs() == 2
+    # lr 0 and no weight decay: the weights are the init run's (BatchNorm statistics move)
+    for name, value in result.model.state_dict().items():
+        if "running" not in name and "num_batches" not in name:
+            assert torch.equal(value, init.model.state_dict()[name]), name
+
+
+def test_extra_labels_flag_a_copy_not_the_shared_split(tmp_path):
+    spec = dataclasses.replace(_spec(mode="gain_ext"), pixel_labels=5)
+    train_run(spec, tmp_path, device="cpu")
+    assert not load_split(TINY, "train").use_mask.any()
+
+
+def test_book_profile_overrides():
+    profile = book_profile("ci", image_size=48, seeds=[3, 4], epochs=None)
+    assert profile.data.image_size == 48 and profile.seeds == (3, 4)
+    assert profile.finetuned(3, "gain").init == profile.classifier(3)
+    assert profile.finetuned(3, "gain", sigma=0.3).gain.sigma == 0.3
+    with pytest.raises(TypeError, match="unknown profile settings"):
+        book_profile("ci", learning_rate=1.0)
+    with pytest.raises(KeyError, match="unknown profile"):
+        book_profile("large")
+
+
+def test_voc_without_root_says_what_is_missing():
+    with pytest.raises(ValueError, match="voc_root"):
+        load_split(DataSpec("voc"), "train")
+
+
+class _PerfectModel(torch.nn.Module):
+    """Stands in for a GAIN model whose attention is exactly a given set of pixels."""
+
+    def __init__(self, scenes, region):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.scenes, self.region = scenes, region
+
+    def attention(self, images, labels):
+        from gainlib.attention import AttentionMaps, positive_classes
+
+        classes, valid = positive_classes(labels)
+        maps = torch.zeros(*classes.shape, *images.shape[-2:])
+        for b in range(len(images)):
+            index = self._index(images[b])
+            for k in range(classes.shape[1]):
+                if valid[b, k]:
+                    obj = self.scenes.masks[index] == classes[b, k].item() + 1
+                    region = obj & self.scenes.part_masks[index] if self.region == "part" else obj
+                    maps[b, k] = torch.from_numpy(region.astype(np.float32))
+        return AttentionMaps(torch.zeros(len(images), 4), maps, classes, valid)
+
+    def _index(self, image):
+        for i in range(len(self.scenes)):
+            if torch.equal(self.scenes[i]["image"], image):
+                return i
+        raise AssertionError("image not found")
+
+
+def test_attention_by_region_on_known_maps():
+    scenes = load_split(TINY, "val")
+    whole = attention_by_region(_PerfectModel(scenes, "object"), scenes)
+    assert len(whole) == int(scenes.labels.sum())
+    assert np.allclose(whole["iou"], 1) and np.allclose(whole["coverage"], 1)
+    assert np.allclose(whole["elsewhere"], 0)
+    part = attention_by_region(_PerfectModel(scenes, "part"), scenes)
+    assert np.allclose(part["part"].dropna(), 1) and np.allclose(part["body"], 0)
+    assert (part["iou"] < 1).all()
+
+
+def test_region_records_average_each_split_per_seed():
+    from gainlib.experiments import region_records
+
+    scenes = load_split(TINY, "val")
+    models = {"perfect": {0: _PerfectModel(scenes, "object"), 1: _PerfectModel(scenes, "part")}}
+    records = region_records(models, TINY, ["val"])
+    assert [(r["method"], r["seed"]) for r in records] == [("perfect, val", 0), ("perfect, val", 1)]
+    assert records[0]["iou"] == pytest.approx(1.0) and records[0]["body"] == pytest.approx(1.0)
+    assert records[1]["body"] == pytest.approx(0.0)
+    expected = attention_by_region(models["perfect"][1], scenes)["iou"].mean()
+    assert records[1]["iou"] == pytest.approx(expected)
