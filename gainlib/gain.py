@@ -10,8 +10,8 @@
 
 BatchNorm in S_am: the masked images have statistics unlike any real image, and the choice
 matters. ``"batch"`` (default) normalises S_am's masked images with the batch statistics of
-the S_cl pass on the real images (captured by hooks, detached): the masked image is scored
-by exactly the function that classified the real one, and the running averages are not
+the S_cl pass on the real images (captured by hooks, kept in the graph): the masked image is
+scored by exactly the function that classified the real one, and the running averages are not
 touched. ``"eval"`` uses the running averages instead (what public implementations that
 switch the network to eval mode do). On the synthetic benchmark this let the network
 minimise L_am by making its eval-mode scores low for every input, a mode L_cl never sees
@@ -23,6 +23,7 @@ and updates the running averages with them.
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import asdict, dataclass
 from typing import Any, Iterator, Literal, Mapping
 
@@ -184,13 +185,14 @@ def _batchnorms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
 
 @contextlib.contextmanager
 def _recorded_batch_stats(module: nn.Module) -> Iterator[dict[nn.Module, tuple[Tensor, Tensor]]]:
-    """Record (detached) the mean and biased variance each training-mode BatchNorm normalises
-    its input with during the block."""
+    """Record the mean and biased variance each training-mode BatchNorm normalises its input
+    with during the block. They stay in the graph (not detached): they are functions of the
+    weights, and S_am's gradient must see that (see :func:`_batchnorm_mode`)."""
     stats: dict[nn.Module, tuple[Tensor, Tensor]] = {}
 
     def record(norm: nn.Module, inputs: tuple[Tensor, ...]) -> None:
         if norm.training:
-            x = inputs[0].detach()
+            x = inputs[0]
             dims = [0, *range(2, x.ndim)]
             stats[norm] = (x.mean(dims), x.var(dims, unbiased=False))
 
@@ -207,23 +209,37 @@ def _batchnorm_mode(module: nn.Module, mode: str,
                     batch_stats: Mapping[nn.Module, tuple[Tensor, Tensor]]) -> Iterator[None]:
     """Run the block with every BatchNorm in the S_am mode of :class:`GainConfig`.
 
-    ``"eval"``: running averages, not updated. ``"batch"``: eval mode with the statistics
-    recorded in the S_cl pass standing in for the running averages (norms without recorded
-    statistics, e.g. when the network is in eval mode, keep their running averages).
+    ``"eval"``: running averages, not updated. ``"batch"``: each norm normalises with the
+    statistics recorded in the S_cl pass, *differentiably*. Detaching them (an earlier
+    version did) makes the gradient of L_am wrong: a conv followed by BatchNorm is invariant
+    to the scale of its weights, but with constant statistics L_am's gradient has a component
+    along the weights that the next S_cl pass undoes. Following it, both losses rose epoch
+    after epoch until GAIN was worse than the classifier it started from. Norms without
+    recorded statistics (the network in eval mode) keep their running averages.
     """
     if mode == "train":
         yield
         return
     norms = _batchnorms(module)
-    saved = [(m.training, m.running_mean, m.running_var) for m in norms]
+    training = [m.training for m in norms]
     for m in norms:
         m.eval()
         if mode == "batch" and m in batch_stats:
-            # Rebinding (not copying into) the buffers: autograd keeps the tensors it saved.
-            m.running_mean, m.running_var = batch_stats[m]
+            m.forward = functools.partial(_normalize_with, m, *batch_stats[m])
     try:
         yield
     finally:
-        for m, (training, mean, var) in zip(norms, saved):
-            m.train(training)
-            m.running_mean, m.running_var = mean, var
+        for m, was_training in zip(norms, training):
+            m.train(was_training)
+            m.__dict__.pop("forward", None)
+
+
+def _normalize_with(norm: nn.modules.batchnorm._BatchNorm, mean: Tensor, var: Tensor,
+                    x: Tensor) -> Tensor:
+    """BatchNorm of ``x`` with the given statistics, differentiable in them (unlike
+    ``F.batch_norm``'s running statistics)."""
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + norm.eps)
+    if norm.affine:
+        y = y * norm.weight.view(shape) + norm.bias.view(shape)
+    return y

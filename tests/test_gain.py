@@ -117,3 +117,43 @@ def test_config_rejects_unknown_modes():
         GainConfig(am_batchnorm="frozen")
     with pytest.raises(ValueError, match="normalization"):
         GainConfig(normalization="sum")
+
+
+def _radial_gradient(model, batch):
+    """d L_am(lambda * theta) / d lambda at 1 for the first conv's (weight, bias), relative to
+    |grad| * |theta|. BatchNorm follows that conv, so in S_cl the network is invariant to the
+    scale of theta; if S_am normalises with S_cl's statistics *as functions of theta*, L_am is
+    invariant too and the radial derivative is 0."""
+    conv = model.classifier.features[0]
+    loss = model.stream_losses(batch)["am"]
+    grads = torch.autograd.grad(loss, [conv.weight, conv.bias])
+    radial = sum((g * p).sum() for g, p in zip(grads, (conv.weight, conv.bias)))
+    norm = torch.sqrt(sum((g ** 2).sum() for g in grads)) * torch.sqrt(
+        sum((p ** 2).sum() for p in (conv.weight, conv.bias)))
+    return (radial / norm).abs().item()
+
+
+def test_batch_mode_gradient_respects_batchnorm_scale_invariance(monkeypatch):
+    batch = _batch()
+    torch.manual_seed(0)
+    model = GAIN(TinyNet(), "features", GainConfig(am_batchnorm="batch")).train()
+    assert _radial_gradient(model, batch) < 1e-4
+    # With the statistics detached (constants in S_am), L_am is no longer scale invariant:
+    # its gradient pushes the weights along a direction the next S_cl pass undoes.
+    original = gainlib.gain._recorded_batch_stats
+
+    def detached(module):
+        class Detached:
+            def __enter__(self):
+                self.context = original(module)
+                self.stats = self.context.__enter__()
+                return self.stats
+
+            def __exit__(self, *exc):
+                for norm, (mean, var) in list(self.stats.items()):
+                    self.stats[norm] = (mean.detach(), var.detach())
+                return self.context.__exit__(*exc)
+        return Detached()
+
+    monkeypatch.setattr(gainlib.gain, "_recorded_batch_stats", detached)
+    assert _radial_gradient(model, batch) > 1e-2
