@@ -1,0 +1,473 @@
+"""Weakly supervised segmentation from GAIN's attention (paper Sec. 4, Eq. 11-12) and SEC.
+
+The paper evaluates its attention maps by what a segmentation network trained on them can do:
+
+1. **Localization cues** (Sec. 4): for each ground-truth class ``c`` the pixels whose attention
+   exceeds 20 percent of the map's maximum are a foreground cue ``l^c_x = 1``; background cues
+   come from a saliency network (DHSNet [30] in the paper). :func:`localization_cues`,
+   :func:`cues_from_model`.
+2. **SEC** (Kolesnikov & Lampert, "Seed, Expand and Constrain", ECCV 2016), the framework of the
+   paper's GAIN-SEC rows: :func:`seeding_loss`, :func:`expansion_loss` (with
+   :func:`global_weighted_rank_pooling`), :func:`constrain_loss` on a fully connected CRF
+   (:func:`dense_crf`, :func:`crf_refine`), and their sum :func:`sec_loss`.
+3. The paper's own framework (Fig. 4, Eq. 11-12) uses the cues with
+   :func:`gainlib.losses.segmentation_loss` and
+   :func:`gainlib.losses.weakly_supervised_segmentation_loss` on a DeepLab network.
+
+Shapes: ``B`` images, ``C`` object classes (label indices ``0..C-1``), ``C + 1`` segmentation
+channels with channel 0 the background and channel ``c + 1`` the label index ``c`` (the VOC mask
+convention of :mod:`gainlib.data.protocol`), ``K`` attention slots per image
+(:func:`gainlib.attention.positive_classes`).
+
+Choices where the papers leave room (each documented again where it is made):
+
+* **Background cue rule.** The paper applies DHSNet "several times" without giving a threshold.
+  Here a pixel is a background cue where the saliency prior ``S`` is *below* ``bg_threshold``
+  (0.1 by default) and no foreground cue claims it. Any prior of
+  :mod:`gainlib.data.saliency` plugs in; with no prior, ``S`` is the largest normalised
+  attention of the image's classes, so pixels that no class attends to are background.
+* **Seeding normalisation.** :func:`gainlib.losses.segmentation_loss` divides by the cues of the
+  whole batch; SEC divides by each image's cues and averages images. :func:`seeding_loss` does
+  either (``per_image``); :func:`sec_loss` follows SEC.
+* **Expansion for absent classes.** SEC's paper and released code pool the classes absent from
+  the image with ``d- = 0``, i.e. global *max* pooling (any confident pixel of an absent class
+  is penalised); ``d_neg`` changes it.
+* **Probability floors.** SEC adds 1e-4 to its softmax; here the logarithms are computed from
+  logits (``log_softmax``), and only the GWRP values are clamped away from 0 and 1.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gainlib.data.protocol import IMAGENET_MEAN, IMAGENET_STD
+from gainlib.data.saliency import SaliencyPrior
+from gainlib.losses import segmentation_loss
+
+__all__ = [
+    "FG_THRESHOLD",
+    "BG_THRESHOLD",
+    "SEC_D_FG",
+    "SEC_D_BG",
+    "SEC_D_NEG",
+    "SEC_CRF_SCALE",
+    "localization_cues",
+    "cues_from_model",
+    "to_uint8_images",
+    "seeding_loss",
+    "global_weighted_rank_pooling",
+    "expansion_loss",
+    "dense_crf",
+    "crf_refine",
+    "constrain_targets",
+    "constrain_loss",
+    "SECLosses",
+    "sec_loss",
+]
+
+#: Foreground cue: attention above this fraction of the map's maximum (paper Sec. 4, from SEC).
+FG_THRESHOLD = 0.2
+#: Background cue: saliency below this value (our choice; the paper gives none).
+BG_THRESHOLD = 0.1
+#: GWRP decays of SEC's expansion loss: present classes, background, absent classes (max pooling).
+SEC_D_FG, SEC_D_BG, SEC_D_NEG = 0.996, 0.999, 0.0
+#: SEC's constrain layer divides the CRF's spatial standard deviations by 12 on its 41x41 output.
+SEC_CRF_SCALE = 12.0
+
+#: ``refine(images_uint8 [B, h, w, 3], probs [B, C + 1, h, w]) -> Q [B, C + 1, h, w]``.
+Refiner = Callable[[np.ndarray, Tensor], Union[Tensor, np.ndarray]]
+
+
+# --------------------------------------------------------------------------- localization cues
+
+
+def localization_cues(
+    maps: Tensor,
+    classes: Tensor,
+    valid: Tensor,
+    num_classes: int,
+    saliency: Tensor | None = None,
+    fg_threshold: float = FG_THRESHOLD,
+    bg_threshold: float = BG_THRESHOLD,
+    size: tuple[int, int] | None = None,
+) -> Tensor:
+    """Localization cues ``l^c_x`` from attention maps (paper Sec. 4, following SEC).
+
+    * Foreground, channel ``c + 1``: ``A^c_x > fg_threshold * max_x A^c_x`` for each valid slot
+      of class ``c`` ("all pixels with a score larger than 20 percent of the maximum score").
+      An all-zero map gives no cue. Several classes may claim the same pixel, which the
+      seeding loss (:func:`gainlib.losses.segmentation_loss`) accepts.
+    * Background, channel 0: ``S_x < bg_threshold`` and no foreground cue at ``x``. ``S`` is the
+      given saliency prior, or, when ``saliency`` is None, the largest normalised attention
+      ``max_c A^c_x / max A^c`` over the image's valid slots (0 for an image without any).
+    * Pixels with no cue at all are left out of the seeding loss.
+
+    Args:
+        maps: ``[B, K, H, W]`` attention maps (any non-negative scale; each map is compared
+            with its own maximum).
+        classes: ``[B, K]`` label index of each slot; valid: ``[B, K]`` bool, False for padding.
+        num_classes: ``C``, the number of object classes.
+        saliency: ``[B, H, W]`` saliency prior in [0, 1] (or at ``size``), or None.
+        fg_threshold, bg_threshold: the two thresholds above.
+        size: ``(h, w)`` to compute the cues at (e.g. the segmentation output's size): maps
+            and saliency are resized bilinearly first. None keeps ``(H, W)``.
+
+    Returns:
+        ``[B, C + 1, H, W]`` (or ``[B, C + 1, h, w]``) bool cues, channel 0 background.
+    """
+    if maps.ndim != 4 or classes.shape != maps.shape[:2] or valid.shape != classes.shape:
+        raise ValueError(f"maps must be [B, K, H, W] with classes and valid [B, K]; got maps "
+                         f"{list(maps.shape)}, classes {list(classes.shape)}, valid {list(valid.shape)}")
+    used = classes[valid.bool()]
+    if used.numel() and (used.min() < 0 or used.max() >= num_classes):
+        raise ValueError(f"classes must be label indices 0..{num_classes - 1}")
+    maps = maps.float()
+    if size is not None and tuple(size) != tuple(maps.shape[-2:]):
+        maps = F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=False)
+    batch, _, height, width = maps.shape
+    peak = maps.amax(dim=(-2, -1), keepdim=True)
+    fg_slots = (maps > fg_threshold * peak) & valid[:, :, None, None]           # [B, K, h, w]
+    slot_class = F.one_hot(classes.long(), num_classes).float()                  # [B, K, C]
+    fg = torch.einsum("bkc,bkhw->bchw", slot_class, fg_slots.float()) > 0        # [B, C, h, w]
+    if saliency is None:
+        normalised = maps / peak.clamp_min(torch.finfo(maps.dtype).tiny)
+        prior = (normalised * valid[:, :, None, None]).amax(dim=1) if maps.shape[1] else \
+            maps.new_zeros(batch, height, width)
+    else:
+        prior = saliency.float()
+        if prior.ndim != 3 or prior.shape[0] != batch:
+            raise ValueError(f"saliency must be [B={batch}, H, W], got {list(saliency.shape)}")
+        if prior.shape[-2:] != (height, width):
+            prior = F.interpolate(prior[:, None], size=(height, width), mode="bilinear",
+                                  align_corners=False)[:, 0]
+    background = (prior < bg_threshold) & ~fg.any(dim=1)
+    return torch.cat([background[:, None], fg], dim=1)
+
+
+def to_uint8_images(
+    images: Tensor | np.ndarray,
+    mean: Sequence[float] | None = IMAGENET_MEAN,
+    std: Sequence[float] | None = IMAGENET_STD,
+    size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """RGB images as ``uint8 [B, h, w, 3]`` numpy, for the saliency priors and the dense CRF.
+
+    Args:
+        images: ``uint8 [B, H, W, 3]`` (numpy or tensor), or float ``[B, 3, H, W]`` normalised
+            with ``mean``/``std`` (the sample protocol); ``mean=None`` means already in [0, 1].
+        size: ``(h, w)`` to resize to (bilinear, antialiased when shrinking, as SEC shrinks the
+            image for its CRF); None keeps ``(H, W)``.
+    """
+    if isinstance(images, np.ndarray) or images.dtype == torch.uint8:
+        pixels = torch.as_tensor(images)
+        if pixels.ndim != 4 or pixels.shape[-1] != 3 or pixels.dtype != torch.uint8:
+            raise ValueError(f"uint8 images must be [B, H, W, 3], got {list(pixels.shape)} {pixels.dtype}")
+        if size is None or tuple(size) == tuple(pixels.shape[1:3]):
+            return pixels.cpu().numpy()
+        unit = pixels.permute(0, 3, 1, 2).float() / 255
+    else:
+        if images.ndim != 4 or images.shape[1] != 3 or not images.is_floating_point():
+            raise ValueError(f"float images must be [B, 3, H, W], got {list(images.shape)} {images.dtype}")
+        unit = images.detach().float()
+        if mean is not None:
+            scale = torch.tensor(std if std is not None else (1.0, 1.0, 1.0), device=unit.device)
+            unit = unit * scale.view(1, 3, 1, 1) + torch.tensor(mean, device=unit.device).view(1, 3, 1, 1)
+    if size is not None and tuple(size) != tuple(unit.shape[-2:]):
+        shrink = size[0] < unit.shape[-2] or size[1] < unit.shape[-1]
+        unit = F.interpolate(unit, size=tuple(size), mode="bilinear", align_corners=False, antialias=shrink)
+    pixels = (unit.clamp(0, 1) * 255).round().to(torch.uint8)
+    return pixels.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+
+def cues_from_model(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    saliency: Tensor | SaliencyPrior | None = None,
+    fg_threshold: float = FG_THRESHOLD,
+    bg_threshold: float = BG_THRESHOLD,
+    size: tuple[int, int] | None = None,
+    mean: Sequence[float] | None = IMAGENET_MEAN,
+    std: Sequence[float] | None = IMAGENET_STD,
+) -> Tensor:
+    """Localization cues of a trained GAIN: ``model.attention(images, labels=labels)`` (Grad-CAM
+    of every ground-truth class, Eq. 1-2) through :func:`localization_cues`.
+
+    Args:
+        model: a :class:`gainlib.gain.GAIN` (anything with the same ``attention`` method).
+        images: ``[B, 3, H, W]`` normalised images; labels: ``[B, C]`` multi-hot.
+        saliency: ``[B, H, W]`` prior, a :data:`gainlib.data.saliency.SaliencyPrior` callable
+            (run on the de-normalised ``uint8`` images, see :func:`to_uint8_images`), or None.
+        size: cue resolution, e.g. the segmentation network's output size.
+
+    Returns:
+        ``[B, C + 1, H, W]`` (or at ``size``) bool cues.
+    """
+    out = model.attention(images, labels=labels)
+    if callable(saliency):
+        saliency = torch.as_tensor(np.asarray(saliency(to_uint8_images(images, mean, std)), np.float32),
+                                   device=images.device)
+    return localization_cues(out.maps.detach(), out.classes, out.valid, labels.shape[1], saliency,
+                             fg_threshold, bg_threshold, size)
+
+
+# --------------------------------------------------------------------------- SEC losses
+
+
+def seeding_loss(seg_logits: Tensor, cues: Tensor, per_image: bool = False) -> Tensor:
+    """SEC's seeding loss, which is the paper's Eq. 11 (:func:`gainlib.losses.segmentation_loss`).
+
+    ``L_seed = -1 / sum_{u,c} l^c_u * sum_{c} sum_{u: l^c_u = 1} log f_{u,c}``, with ``f`` the
+    softmax of ``seg_logits`` over the ``C + 1`` channels and ``l`` the cues.
+
+    Args:
+        seg_logits: ``[B, C + 1, h, w]`` logits; cues: ``[B, C + 1, h, w]`` bool / 0-1.
+        per_image: False divides by the cues of the whole batch (``segmentation_loss``); True
+            divides each image by its own cue count and averages the images, as SEC's code does
+            (the two agree for one image, or images with equal cue counts).
+
+    Returns:
+        Scalar; images without cues contribute 0.
+    """
+    if not per_image:
+        return segmentation_loss(seg_logits, cues)
+    if seg_logits.shape[0] == 0:
+        return seg_logits.sum() * 0.0
+    return torch.stack([segmentation_loss(seg_logits[i:i + 1], cues[i:i + 1])
+                        for i in range(seg_logits.shape[0])]).mean()
+
+
+def global_weighted_rank_pooling(scores: Tensor, decay: float | Tensor) -> Tensor:
+    """Global weighted rank pooling (GWRP, SEC Eq. 3).
+
+    ``G_c = sum_j d_c^(j-1) * s_{c,(j)} / sum_j d_c^(j-1)`` where ``s_{c,(1)} >= s_{c,(2)} >= ...``
+    are the scores of channel ``c`` over all ``n = h * w`` pixels, sorted in decreasing order.
+    ``d = 0`` is global max pooling, ``d = 1`` global average pooling.
+
+    Args:
+        scores: ``[B, C, h, w]``.
+        decay: a float, or ``[C]`` / ``[B, C]`` decays in [0, 1].
+
+    Returns:
+        ``[B, C]``; differentiable (through the sort) with respect to ``scores``.
+    """
+    if scores.ndim != 4:
+        raise ValueError(f"scores must be [B, C, h, w], got {list(scores.shape)}")
+    ranked = scores.flatten(2).sort(dim=-1, descending=True).values            # [B, C, n]
+    d = torch.as_tensor(decay, dtype=scores.dtype, device=scores.device)
+    if ((d < 0) | (d > 1)).any():
+        raise ValueError("GWRP decays must lie in [0, 1]")
+    powers = torch.arange(ranked.shape[-1], dtype=scores.dtype, device=scores.device)
+    weights = d.unsqueeze(-1) ** powers                                         # 0 ** 0 == 1
+    weights = weights / weights.sum(dim=-1, keepdim=True)
+    return (ranked * weights).sum(dim=-1)
+
+
+def expansion_loss(
+    seg_logits: Tensor,
+    labels: Tensor,
+    d_fg: float = SEC_D_FG,
+    d_bg: float = SEC_D_BG,
+    d_neg: float = SEC_D_NEG,
+) -> Tensor:
+    """SEC's expansion loss (Kolesnikov & Lampert 2016, Eq. 4), GWRP over the softmax ``f``.
+
+    For an image with label set ``L`` among the ``C`` classes::
+
+        L_expand = - 1/|L|      sum_{c in L}     log G_c(f; d_fg)
+                   - 1/|C \\ L| sum_{c not in L} log(1 - G_c(f; d_neg))
+                   - log G_bg(f; d_bg)
+
+    averaged over the batch; the background is always present. ``d_fg = 0.996``,
+    ``d_bg = 0.999`` and ``d_neg = 0`` (max pooling: no pixel may be confident about an absent
+    class) are SEC's values. An image with no (no absent) class drops the first (second) term.
+    G is clamped to ``[eps, 1 - eps]`` inside the logarithms (``eps`` of the dtype).
+
+    Args:
+        seg_logits: ``[B, C + 1, h, w]`` logits, channel 0 background.
+        labels: ``[B, C]`` multi-hot image labels.
+    """
+    if seg_logits.ndim != 4 or labels.shape != (seg_logits.shape[0], seg_logits.shape[1] - 1):
+        raise ValueError(f"labels must be [B, C] for seg_logits [B, C + 1, h, w] = "
+                         f"{list(seg_logits.shape)}, got {list(labels.shape)}")
+    present = labels > 0.5
+    weight = present.to(seg_logits.dtype)
+    decay = torch.full_like(weight, d_neg).masked_fill(present, d_fg)
+    decay = torch.cat([torch.full_like(decay[:, :1], d_bg), decay], dim=1)
+    pooled = global_weighted_rank_pooling(torch.softmax(seg_logits, dim=1), decay)
+    eps = torch.finfo(seg_logits.dtype).eps
+    pooled = pooled.clamp(eps, 1 - eps)
+    fg = pooled[:, 1:]
+    n_present, n_absent = weight.sum(1).clamp_min(1), (1 - weight).sum(1).clamp_min(1)
+    loss_present = -(weight * torch.log(fg)).sum(1) / n_present
+    loss_absent = -((1 - weight) * torch.log1p(-fg)).sum(1) / n_absent
+    loss_background = -torch.log(pooled[:, 0])
+    return (loss_present + loss_absent + loss_background).mean()
+
+
+def _densecrf() -> Any:
+    try:
+        import pydensecrf.densecrf as dcrf
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "the dense CRF needs pydensecrf2 (it imports as `pydensecrf`): "
+            "pip install 'gainlib[crf]' (or pip install pydensecrf2)") from error
+    return dcrf
+
+
+def dense_crf(
+    image: np.ndarray,
+    probs: np.ndarray,
+    iterations: int = 10,
+    gaussian_sxy: float = 3.0,
+    gaussian_compat: float = 3.0,
+    bilateral_sxy: float = 80.0,
+    bilateral_srgb: float = 13.0,
+    bilateral_compat: float = 10.0,
+    scale_factor: float = 1.0,
+    min_prob: float = 1e-4,
+) -> np.ndarray:
+    """Fully connected CRF (Krähenbühl & Koltun 2011) with DeepLab's and SEC's parameters.
+
+    Unary ``-log p`` (``p`` floored at ``min_prob``, SEC's floor); a Gaussian kernel
+    (``sxy = 3``, compat 3) and a bilateral kernel (``sxy = 80``, ``srgb = 13``, compat 10);
+    10 mean-field iterations. ``scale_factor`` divides both spatial standard deviations: SEC's
+    constrain loss uses 12 on its 41x41 output (:data:`SEC_CRF_SCALE`), inference 1.
+    Runs pydensecrf (``pip install 'gainlib[crf]'``), imported on first use.
+
+    Args:
+        image: ``uint8 [H, W, 3]`` RGB image at the resolution of ``probs``.
+        probs: ``[C, H, W]`` class probabilities.
+
+    Returns:
+        ``float32 [C, H, W]``: the CRF's marginals, a distribution over ``C`` at every pixel.
+    """
+    dcrf = _densecrf()
+    image = np.ascontiguousarray(image, dtype=np.uint8)
+    probs = np.asarray(probs, dtype=np.float32)
+    if image.ndim != 3 or image.shape[-1] != 3 or probs.ndim != 3 or probs.shape[1:] != image.shape[:2]:
+        raise ValueError(f"expected image [H, W, 3] and probs [C, H, W] of the same H, W; got "
+                         f"image {list(image.shape)}, probs {list(probs.shape)}")
+    n_labels, height, width = probs.shape
+    unary = np.ascontiguousarray(-np.log(np.clip(probs, min_prob, None)).reshape(n_labels, -1))
+    crf = dcrf.DenseCRF2D(width, height, n_labels)
+    crf.setUnaryEnergy(unary)
+    crf.addPairwiseGaussian(sxy=gaussian_sxy / scale_factor, compat=gaussian_compat)
+    crf.addPairwiseBilateral(sxy=bilateral_sxy / scale_factor, srgb=bilateral_srgb, rgbim=image,
+                             compat=bilateral_compat)
+    return np.asarray(crf.inference(iterations), dtype=np.float32).reshape(n_labels, height, width)
+
+
+def crf_refine(
+    images: Tensor | np.ndarray,
+    probs: Tensor,
+    mean: Sequence[float] | None = IMAGENET_MEAN,
+    std: Sequence[float] | None = IMAGENET_STD,
+    **crf_params: Any,
+) -> Tensor:
+    """:func:`dense_crf` over a batch.
+
+    Args:
+        images: ``uint8 [B, H, W, 3]`` or normalised float ``[B, 3, H, W]`` (see
+            :func:`to_uint8_images`), resized to the size of ``probs`` when they differ.
+        probs: ``[B, C, h, w]`` probabilities (detached; the CRF is not differentiated).
+        crf_params: keyword arguments of :func:`dense_crf`.
+
+    Returns:
+        ``[B, C, h, w]`` refined probabilities, with the dtype and device of ``probs``.
+    """
+    if probs.ndim != 4:
+        raise ValueError(f"probs must be [B, C, h, w], got {list(probs.shape)}")
+    pixels = to_uint8_images(images, mean, std, size=tuple(probs.shape[-2:]))
+    if pixels.shape[0] != probs.shape[0]:
+        raise ValueError(f"{pixels.shape[0]} images for {probs.shape[0]} probability maps")
+    array = probs.detach().float().cpu().numpy()
+    refined = np.stack([dense_crf(pixels[i], array[i], **crf_params) for i in range(len(array))])
+    return torch.from_numpy(refined).to(device=probs.device, dtype=probs.dtype)
+
+
+def constrain_targets(
+    seg_logits: Tensor,
+    images: Tensor | np.ndarray,
+    refine: Refiner | None = None,
+    mean: Sequence[float] | None = IMAGENET_MEAN,
+    std: Sequence[float] | None = IMAGENET_STD,
+) -> Tensor:
+    """SEC's CRF targets ``Q``: the network's own softmax, detached, refined by a dense CRF on
+    the image shrunk to the output size.
+
+    Args:
+        seg_logits: ``[B, C + 1, h, w]``.
+        images: as :func:`to_uint8_images` accepts; shrunk to ``(h, w)``.
+        refine: ``refine(uint8 [B, h, w, 3], probs [B, C + 1, h, w]) -> [B, C + 1, h, w]``;
+            default :func:`crf_refine` with ``scale_factor = 12`` (SEC's constrain layer).
+
+    Returns:
+        ``[B, C + 1, h, w]`` probabilities, detached.
+    """
+    probs = torch.softmax(seg_logits.detach(), dim=1)
+    pixels = to_uint8_images(images, mean, std, size=tuple(seg_logits.shape[-2:]))
+    if refine is None:
+        refine = functools.partial(crf_refine, scale_factor=SEC_CRF_SCALE)
+    refined = torch.as_tensor(refine(pixels, probs), dtype=probs.dtype, device=probs.device)
+    if refined.shape != probs.shape:
+        raise ValueError(f"refine returned {list(refined.shape)}, expected {list(probs.shape)}")
+    return refined.detach()
+
+
+def constrain_loss(seg_logits: Tensor, refined: Tensor) -> Tensor:
+    """SEC's constrain loss: ``L_constrain = 1/n sum_u sum_c Q_{u,c} log(Q_{u,c} / f_{u,c})``.
+
+    The mean over the ``n`` pixels (and the batch) of ``KL(Q_u || f_u)``, with ``f`` the softmax
+    of ``seg_logits`` and ``Q`` its CRF refinement (:func:`constrain_targets`) taken as a
+    constant. ``0 log 0 = 0``; ``log f`` comes from ``log_softmax``, so it is finite.
+
+    Args:
+        seg_logits: ``[B, C + 1, h, w]``; refined: ``[B, C + 1, h, w]`` probabilities ``Q``.
+    """
+    if refined.shape != seg_logits.shape:
+        raise ValueError(f"refined {list(refined.shape)} must match seg_logits {list(seg_logits.shape)}")
+    q = refined.detach().to(seg_logits.dtype)
+    kl = torch.xlogy(q, q) - q * torch.log_softmax(seg_logits, dim=1)
+    return kl.sum(dim=1).mean()
+
+
+class SECLosses(NamedTuple):
+    """The three SEC terms and ``total = seed + expand + constrain`` (scalars)."""
+
+    seed: Tensor
+    expand: Tensor
+    constrain: Tensor
+    total: Tensor
+
+
+def sec_loss(
+    seg_logits: Tensor,
+    cues: Tensor,
+    labels: Tensor,
+    images: Tensor | np.ndarray,
+    refine: Refiner | None = None,
+    mean: Sequence[float] | None = IMAGENET_MEAN,
+    std: Sequence[float] | None = IMAGENET_STD,
+    d_fg: float = SEC_D_FG,
+    d_bg: float = SEC_D_BG,
+    d_neg: float = SEC_D_NEG,
+) -> SECLosses:
+    """``L = L_seed + L_expand + L_constrain`` (SEC, Eq. 1), as SEC trains: the seeding loss
+    normalised per image, the expansion loss with ``d_fg``/``d_bg``/``d_neg``, the constrain
+    loss against the CRF of the detached output (:func:`constrain_targets` with ``refine``).
+
+    Args:
+        seg_logits: ``[B, C + 1, h, w]``; cues: ``[B, C + 1, h, w]`` at the output size;
+        labels: ``[B, C]``; images: the input images (see :func:`to_uint8_images`).
+    """
+    seed = seeding_loss(seg_logits, cues, per_image=True)
+    expand = expansion_loss(seg_logits, labels, d_fg, d_bg, d_neg)
+    constrain = constrain_loss(seg_logits, constrain_targets(seg_logits, images, refine, mean, std))
+    return SECLosses(seed, expand, constrain, seed + expand + constrain)
