@@ -12,7 +12,9 @@ The paper evaluates its attention maps by what a segmentation network trained on
    (:func:`dense_crf`, :func:`crf_refine`), and their sum :func:`sec_loss`.
 3. The paper's own framework (Fig. 4, Eq. 11-12) uses the cues with
    :func:`gainlib.losses.segmentation_loss` and
-   :func:`gainlib.losses.weakly_supervised_segmentation_loss` on a DeepLab network.
+   :func:`gainlib.losses.weakly_supervised_segmentation_loss` on a DeepLab network
+   (:func:`deeplabv3_resnet101`); :class:`SmallFCN` is the CPU-sized stand-in.
+4. Evaluation: :func:`segmentation_miou` (mIoU over VOC's 21 classes, ignore 255).
 
 Shapes: ``B`` images, ``C`` object classes (label indices ``0..C-1``), ``C + 1`` segmentation
 channels with channel 0 the background and channel ``c + 1`` the label index ``c`` (the VOC mask
@@ -46,9 +48,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gainlib.data.protocol import IMAGENET_MEAN, IMAGENET_STD
+from gainlib.data.protocol import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 from gainlib.data.saliency import SaliencyPrior
 from gainlib.losses import segmentation_loss
+from gainlib.metrics import ConfusionMatrix
 
 __all__ = [
     "FG_THRESHOLD",
@@ -69,6 +72,10 @@ __all__ = [
     "constrain_loss",
     "SECLosses",
     "sec_loss",
+    "SmallFCN",
+    "LogitsOnly",
+    "deeplabv3_resnet101",
+    "segmentation_miou",
 ]
 
 #: Foreground cue: attention above this fraction of the map's maximum (paper Sec. 4, from SEC).
@@ -471,3 +478,141 @@ def sec_loss(
     expand = expansion_loss(seg_logits, labels, d_fg, d_bg, d_neg)
     constrain = constrain_loss(seg_logits, constrain_targets(seg_logits, images, refine, mean, std))
     return SECLosses(seed, expand, constrain, seed + expand + constrain)
+
+
+# --------------------------------------------------------------------------- networks
+
+
+def _conv_block(c_in: int, c_out: int, dilation: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, padding=dilation, dilation=dilation, bias=False),
+            nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
+class SmallFCN(nn.Module):
+    """A small fully convolutional segmentation network for the CPU.
+
+    Two conv-BN-ReLU pairs at full and at half resolution, each followed by a 2x2 max-pool,
+    then a pair of dilated 3x3 convolutions (dilation 2, DeepLab's way of widening the field of
+    view without a further stride) and a 1x1 classifier: logits at 1/4 of the input
+    (:attr:`output_stride`), bilinearly upsampled to the input unless ``upsample=False`` (SEC
+    computes its losses at the low output resolution).
+
+    Args:
+        num_classes: output channels, ``C + 1`` with the background.
+        widths: channels of the three stages.
+        dilation: dilation of the last stage.
+        upsample: return logits at the input size.
+
+    Shapes:
+        ``[B, 3, H, W]`` -> ``[B, num_classes, H, W]``, or ``[B, num_classes, H // 4, W // 4]``
+        with ``upsample=False``.
+    """
+
+    output_stride = 4
+
+    def __init__(self, num_classes: int, widths: tuple[int, int, int] = (32, 64, 128),
+                 dilation: int = 2, upsample: bool = True) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        w1, w2, w3 = widths
+        self.features = nn.Sequential(
+            *_conv_block(3, w1), *_conv_block(w1, w1), nn.MaxPool2d(2),
+            *_conv_block(w1, w2), *_conv_block(w2, w2), nn.MaxPool2d(2),
+            *_conv_block(w2, w3, dilation), *_conv_block(w3, w3, dilation))
+        self.classifier = nn.Conv2d(w3, num_classes, 1)
+        self.num_classes = num_classes
+        self.upsample = upsample
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d) and m is not self.classifier:
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x [B, 3, H, W]`` -> logits ``[B, num_classes, H, W]`` (or at 1/4)."""
+        logits = self.classifier(self.features(x))
+        if self.upsample:
+            logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return logits
+
+
+class LogitsOnly(nn.Module):
+    """Wrap a torchvision segmentation model so that ``forward`` returns its ``"out"`` logits
+    ``[B, num_classes, H, W]`` (like :class:`SmallFCN`) instead of a dict. The wrapped model is
+    :attr:`model`; its auxiliary head, if any, stays reachable there."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x [B, 3, H, W]`` -> ``[B, num_classes, H, W]``."""
+        return self.model(x)["out"]
+
+
+def deeplabv3_resnet101(
+    num_classes: int = 21,
+    weights: Any = None,
+    weights_backbone: Any = None,
+    aux_loss: bool = False,
+    progress: bool = True,
+) -> LogitsOnly:
+    """torchvision's DeepLabv3-ResNet101 for the paper's scale (Sec. 4.1: DeepLab initialised
+    from ImageNet ResNet-101, 321x321 inputs), returning logits (:class:`LogitsOnly`).
+
+    Nothing is downloaded unless asked for: ``weights`` and ``weights_backbone`` default to None
+    (random initialisation), whereas torchvision's own builder fetches ImageNet backbone weights
+    by default. For the paper's setting pass ``weights_backbone="IMAGENET1K_V1"`` (or a
+    ``ResNet101_Weights``). With full ``weights`` (e.g. ``"DEFAULT"``, trained on 21 VOC classes)
+    and ``num_classes != 21``, the last 1x1 convolution of each head is replaced by a freshly
+    initialised one.
+
+    Args:
+        num_classes: output channels, ``C + 1`` with the background (21 for VOC).
+        weights, weights_backbone: torchvision weight enums or their names, or None.
+        aux_loss: keep the auxiliary FCN head on ``layer3`` (its logits are in
+            ``model.model(x)["aux"]``).
+
+    Returns:
+        A module mapping ``[B, 3, H, W]`` to ``[B, num_classes, H, W]``.
+    """
+    from torchvision.models.segmentation import deeplabv3_resnet101 as build
+
+    if weights is None:
+        model = build(weights=None, weights_backbone=weights_backbone, num_classes=num_classes,
+                      aux_loss=aux_loss, progress=progress)
+    else:
+        model = build(weights=weights, progress=progress)
+        if num_classes != model.classifier[-1].out_channels:
+            model.classifier[-1] = nn.Conv2d(model.classifier[-1].in_channels, num_classes, 1)
+            if model.aux_classifier is not None:
+                model.aux_classifier[-1] = nn.Conv2d(model.aux_classifier[-1].in_channels, num_classes, 1)
+        if not aux_loss:
+            model.aux_classifier = None
+    return LogitsOnly(model)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def segmentation_miou(pred: Tensor, target: Tensor, num_classes: int,
+                      ignore_index: int | None = IGNORE_INDEX) -> Tensor:
+    """Mean IoU of a batch (the VOC segmentation metric), via :class:`gainlib.metrics.ConfusionMatrix`.
+
+    Per class ``IoU = TP / (TP + FP + FN)`` over all pixels of the batch whose target is not
+    ``ignore_index``; the mean skips classes absent from both prediction and target (NaN IoU),
+    as torchmetrics' ``MulticlassJaccardIndex(average="macro")`` does. For a dataset-level mIoU,
+    accumulate one ``ConfusionMatrix`` over all batches instead of averaging batch values.
+
+    Args:
+        pred: labels ``[B, H, W]``, or logits ``[B, num_classes, h, w]`` (argmax over dim 1,
+            after bilinear upsampling to ``(H, W)`` when the sizes differ).
+        target: ``[B, H, W]`` labels in ``0..num_classes-1`` or ``ignore_index``.
+
+    Returns:
+        Scalar float (NaN if no pixel counts).
+    """
+    if pred.is_floating_point() and pred.ndim == target.ndim + 1:
+        if pred.shape[-2:] != target.shape[-2:]:
+            pred = F.interpolate(pred, size=target.shape[-2:], mode="bilinear", align_corners=False)
+        pred = pred.argmax(dim=1)
+    return ConfusionMatrix(num_classes, ignore_index, device=target.device).update(pred, target).miou()

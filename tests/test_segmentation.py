@@ -1,6 +1,6 @@
-"""Tests for gainlib.segmentation: cues, SEC's losses, the dense CRF.
+"""Tests for gainlib.segmentation: cues, SEC's losses, the dense CRF, the networks, mIoU.
 
-Hand-made tiny tensors with values worked out in the comments.
+Hand-made tiny tensors with values worked out in the comments; torchmetrics for mIoU.
 """
 
 from __future__ import annotations
@@ -8,10 +8,13 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
+from torchmetrics.classification import MulticlassJaccardIndex
 
 import gainlib.segmentation as seg
 from gainlib.gain import GAIN
@@ -324,3 +327,90 @@ def test_missing_pydensecrf_names_the_extra(monkeypatch):
     image, probs, _ = _two_colour_case()
     with pytest.raises(ImportError, match=r"gainlib\[crf\]"):
         seg.dense_crf(image, probs)
+
+
+# --------------------------------------------------------------------------- networks
+
+
+def test_small_fcn_shapes_and_gradient():
+    torch.manual_seed(0)
+    model = seg.SmallFCN(4)
+    x = torch.randn(2, 3, 32, 40)
+    out = model(x)
+    assert out.shape == (2, 4, 32, 40)
+    out.mean().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    low = seg.SmallFCN(4, upsample=False).eval()
+    assert low(x).shape == (2, 4, 32 // low.output_stride, 40 // low.output_stride)
+
+
+def _no_download(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("tried to download weights")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+
+
+def test_deeplabv3_builds_offline(monkeypatch):
+    _no_download(monkeypatch)
+    start = time.perf_counter()
+    model = seg.deeplabv3_resnet101(num_classes=4).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 33, 33))
+    assert out.shape == (1, 4, 33, 33)
+    assert model.model.aux_classifier is None
+    assert time.perf_counter() - start < 30
+
+
+def test_deeplabv3_with_weights_replaces_the_heads(monkeypatch):
+    """With full weights (21 VOC classes), other class counts get new last convolutions. A
+    tiny DeepLabV3 stands in for torchvision's builder, so nothing is downloaded."""
+    from torchvision.models import segmentation
+    from torchvision.models.segmentation.deeplabv3 import DeepLabHead, DeepLabV3
+    from torchvision.models.segmentation.fcn import FCNHead
+
+    class Backbone(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, stride=4, padding=1)
+
+        def forward(self, x):
+            f = self.conv(x)
+            return {"out": f, "aux": f}
+
+    def fake(weights=None, progress=True, **kwargs):
+        assert weights == "DEFAULT" and not kwargs
+        return DeepLabV3(Backbone(), DeepLabHead(8, 21), FCNHead(8, 21))
+
+    monkeypatch.setattr(segmentation, "deeplabv3_resnet101", fake)
+    model = seg.deeplabv3_resnet101(num_classes=5, weights="DEFAULT", aux_loss=True).eval()
+    assert model.model.classifier[-1].out_channels == 5
+    assert model.model.aux_classifier[-1].out_channels == 5
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 5, 32, 32)
+    plain = seg.deeplabv3_resnet101(num_classes=21, weights="DEFAULT")
+    assert plain.model.classifier[-1].out_channels == 21 and plain.model.aux_classifier is None
+
+
+# --------------------------------------------------------------------------- mIoU
+
+
+def test_segmentation_miou_matches_torchmetrics():
+    g = torch.Generator().manual_seed(3)
+    num_classes, shape = 5, (3, 12, 12)
+    # classes 0..3 only: class 4 is absent from prediction and target
+    target = torch.randint(0, 4, shape, generator=g)
+    pred = torch.where(torch.rand(shape, generator=g) < 0.6, target, torch.randint(0, 4, shape, generator=g))
+    target[torch.rand(shape, generator=g) < 0.15] = 255
+    ours = seg.segmentation_miou(pred, target, num_classes)
+    reference = MulticlassJaccardIndex(num_classes, ignore_index=255, average="macro")(pred, target)
+    torch.testing.assert_close(ours, reference)
+    # torchmetrics' per-class IoU reports 0 for the absent class, and its macro mean leaves it
+    # out, as ours (NaN IoU, NaN-mean) does: the mean over the 4 present classes
+    per_class = MulticlassJaccardIndex(num_classes, ignore_index=255, average=None)(pred, target)
+    assert per_class[4] == 0
+    torch.testing.assert_close(ours, per_class[:4].mean())
+    # logits are argmax-ed (after upsampling when smaller than the target)
+    logits = torch.nn.functional.one_hot(pred, num_classes).permute(0, 3, 1, 2).float()
+    torch.testing.assert_close(seg.segmentation_miou(logits, target, num_classes), ours)
+    small = seg.segmentation_miou(logits[..., ::2, ::2], target, num_classes)
+    assert 0 < small.item() < 1
