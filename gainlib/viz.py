@@ -103,7 +103,8 @@ def show_attention(ax: "Axes", image: torch.Tensor | np.ndarray,
 def attention_panels(images: torch.Tensor | Sequence[torch.Tensor | np.ndarray],
                      columns: Mapping[str, torch.Tensor | np.ndarray | Sequence | None],
                      *, row_labels: Sequence[str] | None = None, panel_size: float = 1.8,
-                     alpha: float = 0.5, cmap: str = "jet", normalized: bool = True) -> "Figure":
+                     alpha: float = 0.5, cmap: str = "jet", normalized: bool = True,
+                     column_cmaps: Mapping[str, str] | None = None) -> "Figure":
     """A grid like the paper's Fig. 5: one row per image, one titled column per method.
 
     Args:
@@ -114,6 +115,8 @@ def attention_panels(images: torch.Tensor | Sequence[torch.Tensor | np.ndarray],
         row_labels: optional label of each row (e.g. the class names), shown on the left.
         panel_size: side of one panel in inches.
         alpha, cmap, normalized: see :func:`attention_overlay`.
+        column_cmaps: colour maps of particular columns, e.g. ``{"object": "Reds"}`` for a mask
+            (``jet``'s top colour is a dark red that hides a mask instead of showing it).
 
     Returns:
         The figure, already closed in pyplot so that a notebook shows it once: make it the
@@ -136,8 +139,8 @@ def attention_panels(images: torch.Tensor | Sequence[torch.Tensor | np.ndarray],
         for col, title in enumerate(titles):
             maps = columns[title]
             show_attention(axes[row, col], images[row], None if maps is None else maps[row],
-                           title=title if row == 0 else None, alpha=alpha, cmap=cmap,
-                           normalized=normalized)
+                           title=title if row == 0 else None, alpha=alpha,
+                           cmap=(column_cmaps or {}).get(title, cmap), normalized=normalized)
         if row_labels is not None:
             axes[row, 0].set_ylabel(row_labels[row])
     plt.close(fig)

@@ -69,6 +69,17 @@ def test_attention_panels_has_a_titled_column_per_method_and_a_row_per_image():
         attention_panels(images, {"GAIN": maps[:2]})
 
 
+def test_attention_panels_colour_maps_per_column():
+    from gainlib.viz import attention_overlay, attention_panels
+
+    images = torch.randn(1, 3, 8, 8)
+    mask = (torch.rand(1, 8, 8) > 0.5).float()
+    fig = attention_panels(images, {"object": mask, "GAIN": mask}, column_cmaps={"object": "Reds"})
+    shown = [ax.get_images()[0].get_array() for ax in fig.axes]
+    np.testing.assert_allclose(shown[0], attention_overlay(images[0], mask[0], cmap="Reds"))
+    np.testing.assert_allclose(shown[1], attention_overlay(images[0], mask[0], cmap="jet"))
+
+
 RECORDS = [
     {"method": "classifier", "seed": 0, "accuracy": 0.90, "iou": 0.30},
     {"method": "classifier", "seed": 1, "accuracy": 0.92, "iou": 0.34},
