@@ -132,3 +132,33 @@ def test_region_records_average_each_split_per_seed():
     assert records[1]["body"] == pytest.approx(0.0)
     expected = attention_by_region(models["perfect"][1], scenes)["iou"].mean()
     assert records[1]["iou"] == pytest.approx(expected)
+
+
+def test_mining_scores_match_a_direct_computation(tmp_path):
+    from gainlib import masked_image, soft_mask
+    from gainlib.data.protocol import collate_samples
+    from gainlib.experiments import mining_scores
+
+    model = train_run(_spec(), tmp_path, device="cpu").model
+    scenes = load_split(TINY, "val")
+    scores = mining_scores(model, scenes, batch_size=3)          # batches that split the set
+    batch = collate_samples([scenes[i] for i in range(len(scenes))])
+    out = model.attention(batch["image"], labels=batch["labels"])
+    mask = soft_mask(out.maps)
+    with torch.no_grad():
+        after = torch.sigmoid(model(masked_image(batch["image"], mask)[out.valid]))
+    after = after.gather(1, out.classes[out.valid][:, None])[:, 0]
+    assert scores["s(I*)"] == pytest.approx(after.mean().item(), abs=1e-6)
+    assert scores["survives"] == pytest.approx((after > 0.5).float().mean().item())
+    assert scores["erased"] == pytest.approx(mask[out.valid].mean().item(), abs=1e-6)
+
+
+def test_source_digest_covers_the_training_code_only():
+    from gainlib import experiments
+
+    files = {str(p.relative_to(experiments._PACKAGE)) for name in experiments._TRAINING_SOURCES
+             for p in ((experiments._PACKAGE / name).rglob("*.py")
+                       if (experiments._PACKAGE / name).is_dir() else [experiments._PACKAGE / name])}
+    assert {"gain.py", "trainer.py", "attention.py", "data/synthetic.py"} <= files
+    assert all((experiments._PACKAGE / f).exists() for f in files)      # no stale names
+    assert "viz.py" not in files and "explorer.py" not in files
