@@ -41,7 +41,7 @@ from torch.utils.data import Dataset
 
 from gainlib.data.protocol import collate_samples
 from gainlib.gain import GAIN, GainConfig
-from gainlib.models import build_classifier
+from gainlib.models import build_classifier, select_device
 from gainlib.trainer import GainTrainer, Mode, TrainConfig
 
 __all__ = [
@@ -237,7 +237,7 @@ def train_run(spec: RunSpec, cache_dir: str | os.PathLike | None = None, *,
     if final.exists():
         state = torch.load(final, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
-        model.to(torch.device(device) if device != "auto" else _default_device()).eval()
+        model.to(select_device(device)).eval()
         return TrainedRun(spec, model, state["history"], folder, True,
                           time.perf_counter() - started)
     if spec.init is not None:
@@ -253,12 +253,6 @@ def train_run(spec: RunSpec, cache_dir: str | os.PathLike | None = None, *,
     (folder / "last.pt").unlink(missing_ok=True)    # the optimizer state is no longer needed
     model.eval()
     return TrainedRun(spec, model, history, folder, False, time.perf_counter() - started)
-
-
-def _default_device() -> torch.device:
-    from gainlib.models import select_device
-
-    return select_device("auto")
 
 
 @dataclass(frozen=True)
