@@ -53,6 +53,11 @@ def test_chapter_has_one_parameters_cell_defaulting_to_the_default_profile(chapt
     missing = REQUIRED_PARAMETERS - set(assigned)
     assert not missing, f"{chapter.name}: the parameters cell lacks {sorted(missing)}"
     assert assigned["profile"] == "default"
+    # papermill must see every one of them (it warns "unknown parameter" and may mis-inject a
+    # line it cannot parse, e.g. one with "=" in its comment).
+    from papermill.inspection import inspect_notebook
+
+    assert set(inspect_notebook(str(chapter))) == set(assigned)
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
