@@ -162,3 +162,13 @@ def test_a_failing_chapter_is_reported_not_raised(tmp_path):
     assert build.executed_profile(target) == "ci"              # the copy keeps the error to read
     saved = json.loads(target.read_text())
     assert any(o.get("output_type") == "error" for c in saved["cells"] for o in c.get("outputs", []))
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_installs_itself_on_colab_only_and_says_how_to_regenerate_it(chapter):
+    notebook = nbformat.read(chapter, as_version=4)
+    first_code = next(c for c in notebook.cells if c.cell_type == "code")
+    assert 'if "google.colab" in sys.modules:' in first_code.source
+    assert "gainlib[book] @ git+" in first_code.source
+    intro = notebook.cells[0].source
+    assert f"papermill notebooks/{chapter.name} out.ipynb -p profile default" in intro
