@@ -1,0 +1,48 @@
+"""The paper's numbers as transcribed in gainlib.paper: checked against each other, since the
+paper repeats several of them and Table 7's "overall" is the mean of its two scenarios."""
+
+import pytest
+
+from gainlib import paper
+
+
+def _val(rows, method, **where):
+    hits = [r for r in rows if r["method"] == method and all(r[k] == v for k, v in where.items())]
+    assert len(hits) == 1, (method, where, hits)
+    return hits[0]["val mIoU"]
+
+
+@pytest.mark.parametrize("method,table", [("GAIN_ext^b-SEC", paper.TABLE_3), ("GAIN_ext^b", paper.TABLE_3),
+                                          ("GAIN_ext^p-SEC", paper.TABLE_4), ("GAIN_ext^p", paper.TABLE_4)])
+def test_tables_3_and_4_repeat_table_1(method, table):
+    kind = "B" if "^b" in method else "P"
+    assert _val(table, method, **{"extra labels": 200}) == _val(
+        paper.TABLE_1_EXTRA, method, **{"training set": f"10K W + 200 {kind}"})
+    if method != "GAIN_ext^p":   # Table 1's 1.4K-mask GAIN_ext^p row is not in our copy
+        assert _val(table, method, **{"extra labels": 1464}) == _val(
+            paper.TABLE_1_EXTRA, method, **{"training set": f"10K W + 1.4K {kind}"})
+
+
+def test_more_extra_labels_never_hurt_in_tables_3_and_4():
+    for table in (paper.TABLE_3, paper.TABLE_4):
+        for method in {r["method"] for r in table}:
+            values = [r["val mIoU"] for r in table if r["method"] == method]
+            assert values == sorted(values) and len(values) == 4
+
+
+def test_table_7_overall_is_the_mean_of_its_two_scenarios():
+    for row in paper.TABLE_7:
+        mean = (row["boat without water"] + row["water without boat"]) / 2
+        assert abs(row["overall"] - mean) <= 0.5, row
+
+
+def test_crf_helps_every_sec_row():
+    without = {r["method"].replace(" w/o CRF", ""): r["val mIoU"] for r in paper.TABLE_6}
+    assert without["GAIN-SEC"] < _val(paper.TABLE_1_IMAGE_LEVEL, "GAIN-SEC")
+    assert without["SEC"] < _val(paper.TABLE_1_IMAGE_LEVEL, "SEC (baseline)")
+
+
+def test_paper_table_indexes_by_method():
+    frame = paper.paper_table(paper.TABLE_8)
+    assert list(frame.index) == ["DenseNet", "GAIN_ext^b", "GAIN_ext^b"]
+    assert frame["accuracy"].tolist() == [42.30, 58.96, 73.00]
