@@ -119,3 +119,14 @@ def test_results_table_formats_mean_plus_minus_std():
     assert single.loc["GAIN", "iou"] == "0.500"                         # no ± for one seed
     with pytest.raises(KeyError, match="missing"):
         results_table(RECORDS, metrics=["missing"])
+
+
+def test_compare_methods_pairs_seeds_and_counts_wins():
+    from gainlib.viz import compare_methods
+
+    line = compare_methods(RECORDS, "iou", "GAIN", "classifier")
+    assert line == "iou: GAIN 52.0 vs classifier 32.0 (+20.0 points; higher on 2 of 2 seeds)"
+    line = compare_methods(RECORDS, "accuracy", "GAIN", "classifier")
+    assert line == "accuracy: GAIN 90.0 vs classifier 91.0 (-1.0 points; higher on 1 of 2 seeds)"
+    with pytest.raises(ValueError, match="same seeds"):
+        compare_methods(RECORDS[:3], "iou", "GAIN", "classifier")
