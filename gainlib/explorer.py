@@ -15,6 +15,11 @@ Two modes draw the same panels:
   sliders, so the browser switches panels by itself. The widget state saved in the executed
   notebook is the whole explorer; its size grows with images × classes × σ values × ω values.
 
+The **attention picker** (:func:`attention_picker`) shows the same images under the attention
+of several trained models — e.g. GAIN_ext trained with more and more extra labels (chapter 3) —
+and switches between the models with a slider: precomputed for the static book, or recomputed
+by the kernel (``live=True``) with a second slider that pages through the data set.
+
 Both need ipywidgets (the ``book`` extra); the colour maps come from matplotlib.
 """
 
@@ -24,7 +29,7 @@ import base64
 import html
 import io
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -43,6 +48,7 @@ __all__ = [
     "masked_scores",
     "live_explorer",
     "static_explorer",
+    "attention_picker",
 ]
 
 DEFAULT_SIGMAS = (0.2, 0.35, 0.5, 0.65, 0.8)
@@ -51,6 +57,7 @@ DEFAULT_OMEGAS = (3.0, 10.0, 100.0)
 # CSS class names, for styling and for the browser tests that drive the published explorer.
 CSS_CLASS = "gain-explorer"
 _PANEL_CLASS = "gain-explorer-panel"
+PICKER_CLASS = "gain-picker"
 
 
 @dataclass
@@ -399,3 +406,128 @@ def live_explorer(model: nn.Module, images: Tensor, class_names: Sequence[str], 
     explorer.views = {"attention": attention_view, "masking": masking_view}
     explorer.update = update
     return explorer
+
+
+# --- the attention picker -------------------------------------------------------------------
+
+class _PickerRenderer:
+    """One HTML row per model: every image with the model's map of its first true class."""
+
+    def __init__(self, dataset: Any, class_names: Sequence[str], size: int, quality: int | None,
+                 cmap: str, mean: Sequence[float] | None, std: Sequence[float] | None) -> None:
+        import matplotlib
+
+        self.dataset, self.class_names = dataset, list(class_names)
+        self.size, self.quality = size, quality
+        self.colormap = matplotlib.colormaps[cmap]
+        self.mean = tuple(IMAGENET_MEAN if mean is None else mean)
+        self.std = tuple(IMAGENET_STD if std is None else std)
+
+    def batch(self, indices: Sequence[int]) -> tuple[Tensor, Tensor, list[str]]:
+        """Images, the first true class of each (``-1``: none) and its name."""
+        samples = [self.dataset[i] for i in indices]
+        images = torch.stack([sample["image"] for sample in samples]).float()
+        labels = torch.stack([torch.as_tensor(sample["labels"]) for sample in samples])
+        first = torch.where(labels.any(dim=1), (labels > 0.5).float().argmax(dim=1), -1)
+        names = [self.class_names[c] if c >= 0 else "no class" for c in first.tolist()]
+        return images, first, names
+
+    def maps(self, model: nn.Module, images: Tensor, classes: Tensor) -> Tensor:
+        """``[N, H, W]`` maps of ``classes`` (zeros where an image has no class)."""
+        device = _device_of(model)
+        with _EvalMode(model):
+            out = model.attention(images.to(device), classes=classes.clamp_min(0)[:, None].to(device))
+        return out.maps[:, 0].detach().cpu() * (classes >= 0)[:, None, None]
+
+    def row(self, title: str, images: Tensor, maps: Tensor, names: Sequence[str],
+            indices: Sequence[int]) -> str:
+        figures = []
+        for image, heat, name, index in zip(images, maps, names, indices):
+            rgb = display_image(image, True, self.mean, self.std)
+            overlay = 0.5 * rgb + 0.5 * self.colormap(heat.numpy())[..., :3]
+            figures.append(_figure(_image_data_uri(overlay, self.quality),
+                                   f"attention of {title} for class {name} on image {index}",
+                                   html.escape(f"#{index} {name}"), self.size))
+        return _row(figures, f'<div class="{CSS_CLASS}-score">{html.escape(title)}</div>',
+                    extra_class=f"{PICKER_CLASS}-panel")
+
+
+def attention_picker(models: Mapping[str, nn.Module], dataset: Any, indices: Sequence[int],
+                     class_names: Sequence[str], *, live: bool = False, label: str = "model",
+                     size: int = 96, quality: int | None = 80, cmap: str = "jet",
+                     mean: Sequence[float] | None = None,
+                     std: Sequence[float] | None = None) -> Any:
+    """Pick a model with a slider and see its attention on the same images.
+
+    Each image is shown with the model's Grad-CAM map ``A^c`` (Eq. 1-2) of its first true
+    class, over the image.
+
+    Args:
+        models: slider label -> trained model (e.g. ``{"28 masks": m28, "207 masks": m207}``),
+            in slider order.
+        dataset: a dataset of :mod:`gainlib.data.protocol` samples (``image``, ``labels``).
+        indices: the samples shown (static) or shown first (live).
+        class_names: the name of every label index.
+        live: ``False`` precomputes one panel per model, switched in the browser with no kernel
+            (for the published book); ``True`` recomputes in the kernel and adds a ``page``
+            slider that shows the next ``len(indices)`` samples of ``dataset`` (JupyterLab).
+        label: the slider's label.
+        size, quality, cmap, mean, std: as :func:`static_explorer`.
+
+    Returns:
+        An ``ipywidgets.VBox`` with ``controls`` (``"model"``, and ``"page"`` when live); live
+        pickers also have ``view`` (the HTML widget) and ``update()``.
+    """
+    import ipywidgets as widgets
+
+    if not models:
+        raise ValueError("models must hold at least one model")
+    if not len(indices):
+        raise ValueError("indices must name at least one sample")
+    render = _PickerRenderer(dataset, class_names, size, None if live else quality, cmap, mean, std)
+    names = list(models)
+    slider = widgets.SelectionSlider(options=names, value=names[0],
+                                     layout=widgets.Layout(width="28em"))
+    slider.add_class(f"{PICKER_CLASS}-model")
+    controls: dict[str, Any] = {"model": slider}
+    rows = [widgets.HBox([widgets.HTML(f"<b>{html.escape(label)}</b>",
+                                       layout=widgets.Layout(width="6em")), slider])]
+    if live:
+        view = widgets.HTML()
+        per_page = len(indices)
+        page = widgets.IntSlider(value=0, min=0, max=max(0, (len(dataset) - 1) // per_page))
+        controls["page"] = page
+        rows.append(widgets.HBox([widgets.HTML("<b>page</b>", layout=widgets.Layout(width="6em")),
+                                  page]))
+
+        def shown() -> list[int]:
+            if page.value == 0:
+                return list(indices)
+            start = page.value * per_page
+            return list(range(start, min(len(dataset), start + per_page)))
+
+        def update(change: Any = None) -> None:
+            chosen = shown()
+            images, classes, class_of = render.batch(chosen)
+            maps = render.maps(models[slider.value], images, classes)
+            view.value = render.row(slider.value, images, maps, class_of, chosen)
+
+        slider.observe(update, names="value")
+        page.observe(update, names="value")
+        update()
+        body: Any = view
+    else:
+        images, classes, class_of = render.batch(list(indices))
+        layout = widgets.Layout()
+        panels = [widgets.HTML(render.row(name, images, render.maps(model, images, classes),
+                                          class_of, list(indices)), layout=layout)
+                  for name, model in models.items()]
+        body = widgets.Stack(children=panels, selected_index=0, layout=layout)
+        widgets.jslink((slider, "index"), (body, "selected_index"))
+    title = widgets.HTML(_STYLE + f"<b>attention picker</b>: {'recomputed live' if live else 'precomputed; run the notebook in JupyterLab with a kernel to page through the data'}.")
+    picker = widgets.VBox([title, *rows, body])
+    picker.add_class(PICKER_CLASS)
+    picker.controls = controls
+    if live:
+        picker.view, picker.update = view, update
+    return picker

@@ -9,8 +9,30 @@ the synthetic benchmark only orderings and gaps can be compared, never absolute 
 
 from __future__ import annotations
 
-__all__ = ["TABLE_1_IMAGE_LEVEL", "TABLE_1_EXTRA", "TABLE_3", "TABLE_4", "TABLE_6", "TABLE_7",
+__all__ = ["VOC_TRAIN_IMAGES", "EXTRA_LABEL_COUNTS", "extra_label_count", "TABLE_1_IMAGE_LEVEL", "TABLE_1_EXTRA", "TABLE_3", "TABLE_4", "TABLE_6", "TABLE_7",
            "TABLE_8", "paper_table"]
+
+#: Images of VOC 2012 + SBD ``train_aug``, the paper's training set.
+VOC_TRAIN_IMAGES = 10_582
+#: The paper's numbers of training images with extra labels (Tables 3-4): 1.9, 3.8, 8.5, 13.8 %.
+EXTRA_LABEL_COUNTS = (200, 400, 900, 1464)
+
+
+def extra_label_count(paper_count: int, n_train: int) -> int:
+    """The paper's ``paper_count`` of extra labels scaled to a training set of ``n_train`` images.
+
+    On VOC's own training set (``n_train == 10,582``) the paper's count; otherwise the same share
+    of ``n_train``, with the share rounded to 0.1 % as the paper quotes it (200 images = 1.9 %,
+    1,464 = 13.8 %), and the count rounded by Python's ``round`` (ties to even). On the book's
+    1,500 synthetic images: 28, 57, 128 and 207.
+    """
+    if paper_count < 0 or n_train < 1:
+        raise ValueError(f"need paper_count >= 0 and n_train >= 1, got {paper_count}, {n_train}")
+    if n_train == VOC_TRAIN_IMAGES:
+        return paper_count
+    share = round(100 * paper_count / VOC_TRAIN_IMAGES, 1) / 100
+    return round(share * n_train)
+
 
 #: Table 1 (rows with purely image-level labels that the book reproduces): mIoU of weakly
 #: supervised segmentation on VOC 2012 seg. val and test. "SEC (baseline)" uses cues from a

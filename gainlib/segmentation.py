@@ -73,6 +73,7 @@ __all__ = [
     "SECLosses",
     "sec_loss",
     "SmallFCN",
+    "DeepLabLargeFOV",
     "LogitsOnly",
     "deeplabv3_resnet101",
     "segmentation_miou",
@@ -491,11 +492,13 @@ def _conv_block(c_in: int, c_out: int, dilation: int = 1) -> list[nn.Module]:
 class SmallFCN(nn.Module):
     """A small fully convolutional segmentation network for the CPU.
 
-    Two conv-BN-ReLU pairs at full and at half resolution, each followed by a 2x2 max-pool,
-    then a pair of dilated 3x3 convolutions (dilation 2, DeepLab's way of widening the field of
+    One conv-BN-ReLU at full and one at half resolution, each followed by a 2x2 max-pool, then
+    a pair of dilated 3x3 convolutions (dilation 2, DeepLab's way of widening the field of
     view without a further stride) and a 1x1 classifier: logits at 1/4 of the input
-    (:attr:`output_stride`), bilinearly upsampled to the input unless ``upsample=False`` (SEC
-    computes its losses at the low output resolution).
+    (:attr:`output_stride`), bilinearly upsampled to the input unless ``upsample=False`` (the
+    losses of Eq. 11-12 and SEC are computed at the low output resolution, as DeepLab's).
+    One convolution per resolution keeps a training epoch on 1,500 images of 64 px near the
+    cost of the book's classifier (two per stage cost four times as much on 2 CPU cores).
 
     Args:
         num_classes: output channels, ``C + 1`` with the background.
@@ -510,15 +513,15 @@ class SmallFCN(nn.Module):
 
     output_stride = 4
 
-    def __init__(self, num_classes: int, widths: tuple[int, int, int] = (32, 64, 128),
+    def __init__(self, num_classes: int, widths: tuple[int, int, int] = (16, 32, 64),
                  dilation: int = 2, upsample: bool = True) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         w1, w2, w3 = widths
         self.features = nn.Sequential(
-            *_conv_block(3, w1), *_conv_block(w1, w1), nn.MaxPool2d(2),
-            *_conv_block(w1, w2), *_conv_block(w2, w2), nn.MaxPool2d(2),
+            *_conv_block(3, w1), nn.MaxPool2d(2),
+            *_conv_block(w1, w2), nn.MaxPool2d(2),
             *_conv_block(w2, w3, dilation), *_conv_block(w3, w3, dilation))
         self.classifier = nn.Conv2d(w3, num_classes, 1)
         self.num_classes = num_classes
@@ -530,6 +533,57 @@ class SmallFCN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``x [B, 3, H, W]`` -> logits ``[B, num_classes, H, W]`` (or at 1/4)."""
         logits = self.classifier(self.features(x))
+        if self.upsample:
+            logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return logits
+
+
+class DeepLabLargeFOV(nn.Module):
+    """DeepLab-LargeFOV on VGG16 (Chen et al., ICLR 2015), the network of SEC and of the paper's
+    GAIN-SEC rows (Sec. 4.1): 321x321 inputs give 41x41 logits (output stride 8).
+
+    torchvision's VGG16 ``features`` with pool4 and pool5 turned into 3x3 stride-1 pools and the
+    conv5 block dilated by 2, then ``fc6`` as a 3x3 convolution with dilation 12 and 1,024
+    channels, ``fc7`` a 1x1 convolution with 1,024, dropout after each, and ``fc8`` the 1x1
+    classifier. ``weights`` (e.g. ``"IMAGENET1K_V1"``) load ImageNet weights into the
+    convolutions of ``features`` only — nothing is downloaded unless asked for.
+
+    Shapes:
+        ``[B, 3, H, W]`` -> ``[B, num_classes, ceil(H / 8), ceil(W / 8)]`` (or ``[.., H, W]``
+        with ``upsample=True``).
+    """
+
+    output_stride = 8
+
+    def __init__(self, num_classes: int = 21, weights: Any = None, upsample: bool = False,
+                 progress: bool = True) -> None:
+        super().__init__()
+        from torchvision.models import vgg16
+
+        features = vgg16(weights=weights, progress=progress).features
+        layers: list[nn.Module] = []
+        pools = 0
+        for layer in features:
+            if isinstance(layer, nn.MaxPool2d):
+                pools += 1
+                # pool1-3 halve with ceil mode (321 -> 161 -> 81 -> 41); pool4-5 keep the size.
+                layer = (nn.MaxPool2d(3, stride=2, padding=1) if pools <= 3
+                         else nn.MaxPool2d(3, stride=1, padding=1))
+            elif isinstance(layer, nn.Conv2d) and pools == 4:
+                layer.dilation, layer.padding = (2, 2), (2, 2)
+            layers.append(layer)
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(
+            nn.Conv2d(512, 1024, 3, padding=12, dilation=12), nn.ReLU(inplace=True), nn.Dropout2d(0.5),
+            nn.Conv2d(1024, 1024, 1), nn.ReLU(inplace=True), nn.Dropout2d(0.5))
+        self.classifier = nn.Conv2d(1024, num_classes, 1)
+        nn.init.normal_(self.classifier.weight, std=0.01)
+        nn.init.zeros_(self.classifier.bias)
+        self.upsample = upsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x [B, 3, H, W]`` -> logits at 1/8 (or at the input size with ``upsample``)."""
+        logits = self.classifier(self.head(self.features(x)))
         if self.upsample:
             logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return logits

@@ -31,6 +31,7 @@ __all__ = [
     "summarize_results",
     "results_table",
     "compare_methods",
+    "curve_plot",
 ]
 
 
@@ -256,3 +257,49 @@ def compare_methods(results: Any, metric: str, method: str, baseline: str, *,
     delta = 100 * (ours - base.loc[ours.index])
     return (f"{metric}: {method} {100 * ours.mean():.1f} vs {baseline} {100 * base.mean():.1f} "
             f"({delta.mean():+.1f} points; higher on {int((delta > 0).sum())} of {len(delta)} seeds)")
+
+
+def curve_plot(results: Any, x: str, metric: str, *, by: str = "method", seed_key: str = "seed",
+               ax: "Axes | None" = None, title: str | None = None, ylabel: str | None = None,
+               scale: float = 100.0, xscale: str = "linear") -> "Figure":
+    """``metric`` against ``x`` for each ``by`` group: the mean over seeds with a ±1 std band.
+
+    Made for "how does attention change with the number of extra labels" (chapter 3) and, with
+    one record per point and no seeds, for the paper's own tables (e.g. Tables 3-4).
+
+    Args:
+        results: records as accepted by :func:`summarize_results`; each has ``x``, ``metric``,
+            ``by`` and (optionally) ``seed_key``.
+        x, metric: the record keys of the two axes.
+        ax: draw into these axes (default: a new figure).
+        scale: multiplies the metric (100: fractions shown in percent; 1 for values already
+            in percent).
+        xscale: matplotlib's x-axis scale (``"log"`` for label counts spanning decades).
+
+    Returns:
+        The figure (closed in pyplot, as :func:`attention_panels`).
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    frame = pd.DataFrame(_records(results, by, seed_key))
+    missing = [k for k in (x, metric, by) if k not in frame]
+    if missing:
+        raise KeyError(f"the results have no {missing} (columns: {list(frame.columns)})")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.5, 3.2), layout="constrained")
+        plt.close(fig)
+    for name, group in frame.groupby(by, sort=False):
+        stats = group.groupby(x)[metric].agg(["mean", "std", "count"]).sort_index()
+        mean, std = stats["mean"] * scale, stats["std"].fillna(0.0) * scale
+        ax.plot(stats.index, mean, marker="o", label=str(name))
+        if (stats["count"] > 1).any():
+            ax.fill_between(stats.index, mean - std, mean + std, alpha=0.2)
+    ax.set_xscale(xscale)
+    ax.set_xlabel(x)
+    ax.set_ylabel(ylabel or metric)
+    if title:
+        ax.set_title(title, fontsize="medium")
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    return ax.figure

@@ -117,3 +117,59 @@ def test_live_explorer_redraws_on_every_control(model, images):
     score = float(re.search(r"s<sup>c</sup>\(I\*\) = ([-+][0-9.]+)", masking.value).group(1))
     expected = masked_scores(model, prepare_explorer(model, images, CLASS_NAMES).select(0, 2), [0.8], [100.0])
     assert score == pytest.approx(float(expected), abs=0.006)
+
+
+class _TinySet:
+    """Protocol samples from fixed images; image 2 has no class."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images = images
+        self.labels = torch.tensor([[0, 1, 0], [1, 0, 1], [0, 0, 0]], dtype=torch.float32)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"image": self.images[i], "labels": self.labels[i]}
+
+
+def test_static_attention_picker_holds_one_linked_panel_per_model(model, images):
+    from gainlib.explorer import attention_picker
+
+    other = gainlib.GAIN.from_name("small_cnn", num_classes=len(CLASS_NAMES)).eval()
+    data = _TinySet(torch.cat([images, images[:1]]))
+    picker = attention_picker({"first": model, "second": other}, data, [0, 1, 2], CLASS_NAMES,
+                              label="labels")
+    slider = picker.controls["model"]
+    assert slider.options == ("first", "second")
+    (stack,) = _widgets_of(picker, widgets.Stack)
+    assert len(stack.children) == 2 and stack.selected_index == 0
+    first, second = (child.value for child in stack.children)
+    # The first true class of each image, in the alt text; an image without a class says so.
+    alts = re.findall(r'alt="([^"]+)"', first)
+    assert alts == ["attention of first for class car on image 0",
+                    "attention of first for class boat on image 1",
+                    "attention of first for class no class on image 2"]
+    assert first != second, "two models render the same panel"
+    # The map shown is the model's Grad-CAM of that class.
+    from gainlib.explorer import _PickerRenderer
+
+    render = _PickerRenderer(data, CLASS_NAMES, 32, None, "jet", None, None)
+    batch, classes, _ = render.batch([0, 1, 2])
+    maps = render.maps(model, batch, classes)
+    expected = model.attention(images[1:2], classes=torch.tensor([[0]])).maps[0, 0]
+    torch.testing.assert_close(maps[1], expected)
+    assert maps[2].abs().sum() == 0
+
+
+def test_live_attention_picker_recomputes_on_model_and_page(model, images):
+    from gainlib.explorer import attention_picker
+
+    other = gainlib.GAIN.from_name("small_cnn", num_classes=len(CLASS_NAMES)).eval()
+    data = _TinySet(torch.cat([images, images[:1]]))
+    picker = attention_picker({"first": model, "second": other}, data, [1], CLASS_NAMES, live=True)
+    assert "image 1" in picker.view.value and "of first" in picker.view.value
+    picker.controls["model"].value = "second"
+    assert "of second" in picker.view.value
+    picker.controls["page"].value = 2
+    assert "image 2" in picker.view.value and "no class" in picker.view.value

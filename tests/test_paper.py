@@ -46,3 +46,13 @@ def test_paper_table_indexes_by_method():
     frame = paper.paper_table(paper.TABLE_8)
     assert list(frame.index) == ["DenseNet", "GAIN_ext^b", "GAIN_ext^b"]
     assert frame["accuracy"].tolist() == [42.30, 58.96, 73.00]
+
+
+def test_extra_label_counts_keep_the_papers_shares():
+    from gainlib.paper import EXTRA_LABEL_COUNTS, extra_label_count
+
+    assert [extra_label_count(n, 10_582) for n in EXTRA_LABEL_COUNTS] == [200, 400, 900, 1464]
+    assert [extra_label_count(n, 1500) for n in EXTRA_LABEL_COUNTS] == [28, 57, 128, 207]
+    assert extra_label_count(0, 1500) == 0
+    with pytest.raises(ValueError):
+        extra_label_count(200, 0)

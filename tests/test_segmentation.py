@@ -344,6 +344,23 @@ def test_small_fcn_shapes_and_gradient():
     assert low(x).shape == (2, 4, 32 // low.output_stride, 40 // low.output_stride)
 
 
+def test_deeplab_largefov_gives_41_by_41_logits_at_321(monkeypatch):
+    _no_download(monkeypatch)
+    model = seg.DeepLabLargeFOV(num_classes=4).eval()
+    # SEC's geometry: stride 8 with ceil-mode pools, 321 -> 41 (checked on a smaller input that
+    # goes through the same arithmetic: 65 -> 33 -> 17 -> 9).
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 65, 65)).shape == (1, 4, 9, 9)
+    sizes = [321]
+    for _ in range(3):
+        sizes.append((sizes[-1] - 1) // 2 + 1)
+    assert sizes[-1] == 41
+    fc6 = model.head[0]
+    assert fc6.dilation == (12, 12) and fc6.out_channels == 1024
+    dilated = [m for m in model.features if isinstance(m, torch.nn.Conv2d) and m.dilation == (2, 2)]
+    assert len(dilated) == 3                      # the conv5 block
+
+
 def _no_download(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("tried to download weights")

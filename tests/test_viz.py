@@ -130,3 +130,20 @@ def test_compare_methods_pairs_seeds_and_counts_wins():
     assert line == "accuracy: GAIN 90.0 vs classifier 91.0 (-1.0 points; higher on 1 of 2 seeds)"
     with pytest.raises(ValueError, match="same seeds"):
         compare_methods(RECORDS[:3], "iou", "GAIN", "classifier")
+
+
+def test_curve_plot_draws_the_seed_mean_of_each_group_in_x_order():
+    from gainlib.viz import curve_plot
+
+    records = [{"method": "p", "labels": n, "seed": s, "iou": base + 0.01 * s}
+               for n, base in ((200, 0.30), (28, 0.20)) for s in (0, 1, 2)]
+    records += [{"method": "b", "labels": 28, "seed": s, "iou": 0.1} for s in (0, 1)]
+    fig = curve_plot(records, "labels", "iou", ylabel="IoU (%)")
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines) == ["p", "b"]
+    np.testing.assert_allclose(lines["p"].get_xdata(), [28, 200])
+    np.testing.assert_allclose(lines["p"].get_ydata(), [21.0, 31.0])
+    assert ax.get_ylabel() == "IoU (%)" and ax.get_xlabel() == "labels"
+    with pytest.raises(KeyError, match="no"):
+        curve_plot(records, "fraction", "iou")
