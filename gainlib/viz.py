@@ -32,6 +32,7 @@ __all__ = [
     "results_table",
     "compare_methods",
     "curve_plot",
+    "label_panels",
 ]
 
 
@@ -303,3 +304,67 @@ def curve_plot(results: Any, x: str, metric: str, *, by: str = "method", seed_ke
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
     return ax.figure
+
+
+#: Colours of segmentation labels 1, 2, ... (label 0, the background, is left transparent).
+LABEL_COLOURS = ("#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#ffff33", "#a65628",
+                 "#f781bf", "#999999", "#66c2a5")
+
+
+def label_panels(images: torch.Tensor | Sequence[torch.Tensor | np.ndarray],
+                 columns: Mapping[str, torch.Tensor | np.ndarray | Sequence | None],
+                 class_names: Sequence[str], *, panel_size: float = 1.6, alpha: float = 0.6,
+                 normalized: bool = True, ignore_index: int = 255) -> "Figure":
+    """Segmentations over their images, one column per method (like the paper's Fig. 6).
+
+    Args:
+        images: ``[N, 3, H, W]`` (see :func:`display_image`).
+        columns: title -> ``[N, H, W]`` integer label maps (0 background, ``c + 1`` class ``c``,
+            ``ignore_index`` drawn grey); ``None`` shows the plain image.
+        class_names: the ``C`` object classes, for the legend.
+        alpha: opacity of the class colours (the background stays the image).
+
+    Returns:
+        The figure, closed in pyplot (make it a cell's last expression).
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgb
+    from matplotlib.patches import Patch
+
+    import matplotlib
+
+    if len(class_names) <= len(LABEL_COLOURS):
+        colours = LABEL_COLOURS[:len(class_names)]
+    elif len(class_names) <= 20:                      # VOC's 20 classes
+        colours = [matplotlib.colormaps["tab20"](i) for i in range(len(class_names))]
+    else:
+        raise ValueError(f"at most 20 classes can be coloured, got {len(class_names)}")
+    n, titles = len(images), list(columns)
+    for title, maps in columns.items():
+        if maps is not None and len(maps) != n:
+            raise ValueError(f"column {title!r} has {len(maps)} label maps for {n} images")
+    palette = np.array([to_rgb(c) for c in colours])
+    fig, axes = plt.subplots(n, len(titles), figsize=(panel_size * len(titles), panel_size * n + 0.4),
+                             squeeze=False, layout="constrained")
+    for row in range(n):
+        rgb = display_image(images[row], normalized)
+        for col, title in enumerate(titles):
+            ax, maps = axes[row, col], columns[title]
+            shown = rgb.copy()
+            if maps is not None:
+                labels = torch.as_tensor(maps[row]).cpu().numpy().astype(int)
+                if labels.shape != rgb.shape[:2]:
+                    raise ValueError(f"label map {list(labels.shape)} and image {list(rgb.shape[:2])} differ")
+                for c in range(len(class_names)):
+                    hit = labels == c + 1
+                    shown[hit] = (1 - alpha) * shown[hit] + alpha * palette[c]
+                shown[labels == ignore_index] = 0.5
+            ax.imshow(shown)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(title, fontsize="medium")
+    fig.legend(handles=[Patch(color=palette[c], label=name) for c, name in enumerate(class_names)],
+               loc="outside lower center", ncol=len(class_names), fontsize="small", frameon=False)
+    plt.close(fig)
+    return fig

@@ -74,6 +74,8 @@ __all__ = [
     "train_segmentation",
     "predict_segmentation",
     "segmentation_scores",
+    "cue_quality",
+    "cue_size",
 ]
 
 Framework = Literal["gain", "sec", "supervised"]
@@ -166,7 +168,7 @@ def _source_digest() -> str:
 #: every 2,000 of 8,000 iterations (8,000 x 15 / 10,582 images = 11.3 epochs, a step every
 #: 2.8 epochs).
 SEGMENTATION_PROFILES: dict[str, dict[str, Any]] = {
-    "ci": {"widths": (8, 8, 16), "epochs": 2, "batch_size": 32, "lr": 0.05},
+    "ci": {"widths": (8, 8, 16), "epochs": 1, "batch_size": 32, "lr": 0.05},
     "default": {"widths": (16, 32, 64), "epochs": 6, "batch_size": 32, "lr": 0.05},
     "paper": {"network": "largefov", "weights": "IMAGENET1K_V1", "epochs": 11, "batch_size": 15,
               "lr": 1e-3, "lr_step": 2.8},
@@ -235,6 +237,12 @@ def attention_cues(model: nn.Module, dataset: Dataset, size: tuple[int, int],
     finally:
         model.train(was_training)
     return torch.cat(cues)
+
+
+def cue_size(spec: SegmentationSpec) -> tuple[int, int]:
+    """The output size of ``spec``'s network on its images: where its cues and losses live."""
+    side = spec.data.image_size
+    return _output_size(build_segmentation_network(spec), (side, side))
 
 
 def _output_size(network: nn.Module, image_size: tuple[int, int]) -> tuple[int, int]:
@@ -394,3 +402,45 @@ def segmentation_scores(pred: Tensor, dataset: Dataset, class_names: Sequence[st
     scores = {name: float(v) for name, v in zip(["background", *class_names], iou)}
     scores["mIoU"] = float(matrix.miou())
     return scores
+
+
+def cue_quality(cues: Tensor, dataset: Dataset) -> dict[str, float]:
+    """How good localization cues are, against the masks they never saw (``[N, C + 1, h, w]``
+    cues, resized to the masks by nearest neighbour).
+
+    Returns (fractions over all pixels of the dataset, ignore pixels left out):
+        ``fg precision`` — of the pixels with a foreground cue, those whose true class is among
+        the cued ones; ``fg recall`` — of object pixels, those cued with their class;
+        ``bg precision`` — of background cues, those on true background; ``bg recall`` — of
+        true background, the share cued; ``cued`` — pixels with any cue.
+    """
+    if len(cues) != len(dataset):
+        raise ValueError(f"{len(cues)} cue maps for {len(dataset)} samples")
+    sums = dict.fromkeys(("fg_cued", "fg_right", "obj", "obj_hit", "bg_cued", "bg_right", "bg",
+                          "bg_hit", "cued", "pixels"), 0.0)
+    for i in range(len(dataset)):
+        mask = torch.as_tensor(dataset[i]["mask"])
+        cue = F.interpolate(cues[i:i + 1].float(), size=tuple(mask.shape), mode="nearest")[0] > 0.5
+        valid = mask != IGNORE_INDEX
+        truth = F.one_hot(mask.clamp(max=cue.shape[0] - 1), cue.shape[0]).permute(2, 0, 1).bool()
+        fg_any = cue[1:].any(0) & valid
+        fg_right = (cue[1:] & truth[1:]).any(0) & valid
+        obj = (mask > 0) & valid
+        sums["fg_cued"] += float(fg_any.sum())
+        sums["fg_right"] += float(fg_right.sum())
+        sums["obj"] += float(obj.sum())
+        sums["obj_hit"] += float((fg_right & obj).sum())
+        bg_cue = cue[0] & valid
+        sums["bg_cued"] += float(bg_cue.sum())
+        sums["bg_right"] += float((bg_cue & (mask == 0)).sum())
+        sums["bg"] += float(((mask == 0) & valid).sum())
+        sums["bg_hit"] += float((bg_cue & (mask == 0)).sum())
+        sums["cued"] += float((cue.any(0) & valid).sum())
+        sums["pixels"] += float(valid.sum())
+
+    def ratio(a: str, b: str) -> float:
+        return sums[a] / sums[b] if sums[b] else float("nan")
+
+    return {"fg precision": ratio("fg_right", "fg_cued"), "fg recall": ratio("obj_hit", "obj"),
+            "bg precision": ratio("bg_right", "bg_cued"), "bg recall": ratio("bg_hit", "bg"),
+            "cued": ratio("cued", "pixels")}

@@ -203,6 +203,32 @@ def test_static_explorer_switches_panels_without_a_kernel(browser, server):
     page.close()
 
 
+def test_static_attention_picker_switches_models_without_a_kernel(browser, server):
+    page, problems = _open(browser, server + "notebooks/03_extra_supervision.html")
+    page.locator(".gain-picker").first.wait_for(state="visible", timeout=20_000)
+    page.wait_for_timeout(500)
+
+    def shown() -> list[str]:
+        panel = page.locator(".gain-picker-panel").filter(visible=True)
+        assert panel.count() == 1, f"{panel.count()} picker panels are visible, expected exactly 1"
+        return panel.locator("img").evaluate_all("imgs => imgs.map(i => i.alt)")
+
+    first = shown()
+    assert first and all("of 0 (GAIN)" in alt for alt in first), first
+    handle = page.locator(".gain-picker-model .noUi-handle")
+    handle.focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_timeout(300)
+    second = shown()
+    assert all("masks for class" in alt and "GAIN" not in alt for alt in second), second
+    # The same images, in the same order, under another model's attention.
+    assert [a.split(" on ")[-1] for a in first] == [a.split(" on ")[-1] for a in second]
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator(".gain-picker").screenshot(path=str(SCREENSHOTS / "picker-moved.png"))
+    assert not problems.problems, "\n".join(problems.problems)
+    page.close()
+
+
 def test_chapter_launch_buttons_open_the_notebook_at_its_repository_path(book_html):
     # The book is built from a staging folder that mirrors the repository, so that these links
     # (derived from each page's path) point at the committed notebooks.

@@ -147,3 +147,25 @@ def test_curve_plot_draws_the_seed_mean_of_each_group_in_x_order():
     assert ax.get_ylabel() == "IoU (%)" and ax.get_xlabel() == "labels"
     with pytest.raises(KeyError, match="no"):
         curve_plot(records, "fraction", "iou")
+
+
+def test_label_panels_colour_classes_and_leave_the_background_as_the_image():
+    from matplotlib.colors import to_rgb
+
+    from gainlib.viz import LABEL_COLOURS, label_panels
+
+    image = torch.full((1, 3, 4, 4), 0.25)
+    labels = torch.zeros(1, 4, 4, dtype=torch.long)
+    labels[0, 0, 0] = 2
+    fig = label_panels(image, {"image": None, "prediction": labels}, ["boat", "car"],
+                       normalized=False, alpha=1.0)
+    shown = fig.axes[1].get_images()[0].get_array()
+    np.testing.assert_allclose(shown[0, 0], to_rgb(LABEL_COLOURS[1]))
+    np.testing.assert_allclose(shown[1, 1], [0.25, 0.25, 0.25])
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["boat", "car"]
+    with pytest.raises(ValueError, match="label maps"):
+        label_panels(image, {"prediction": labels.repeat(2, 1, 1)}, ["boat", "car"])
+    voc = label_panels(image, {"prediction": labels}, [f"class {i}" for i in range(20)])
+    assert len(voc.legends[0].get_texts()) == 20
+    with pytest.raises(ValueError, match="at most 20"):
+        label_panels(image, {"prediction": labels}, [f"class {i}" for i in range(21)])
