@@ -51,7 +51,8 @@ class GainConfig:
 
     Attributes:
         sigma, omega: threshold and scale of the soft mask (Eq. 4).
-        alpha: weight of L_am (Eq. 6; 1 in the paper).
+        alpha: weight of L_am (Eq. 6; 1 in the paper). 0 switches S_am off: GAIN_ext with
+            the streams S_cl and S_e only, as in the paper's camera study (Sec. 5.2).
         ext_weight: weight of L_p / L_bbox (the omega of Eq. 8 and 10; 10 in the paper).
         normalization: per-map normalisation of A^c, ``"max"`` or ``"minmax"``.
         detach_weights: treat the Grad-CAM weights as constants (public implementations).
@@ -135,7 +136,7 @@ class GAIN(nn.Module):
         """
         images, labels = batch["image"], batch["labels"]
         out: dict[str, Tensor] = {}
-        if not attention_mining:
+        if not attention_mining or self.config.alpha == 0:
             logits = self.classifier(images)
             out["cl"] = classification_loss(logits, labels)
             total = out["cl"]

@@ -42,6 +42,7 @@ __all__ = [
     "TARGET_LAYERS",
     "HEAD_LAYERS",
     "SmallCNN",
+    "SMALL_DENSENET",
     "build_classifier",
     "resolve_layer",
     "select_device",
@@ -61,6 +62,8 @@ TARGET_LAYERS: dict[str, str] = {
     # Whole feature extractor (ends with norm5 + the relu5 added here), [B, C, H/32, W/32].
     "densenet121": "features",
     "densenet161": "features",
+    # A DenseNet small enough for 2 CPU cores (:data:`SMALL_DENSENET`), [B, C, H/16, W/16].
+    "densenet_small": "features",
     # SmallCNN.features, [B, widths[-1], H/8, W/8].
     "small_cnn": "features",
 }
@@ -74,8 +77,15 @@ HEAD_LAYERS: dict[str, str] = {
     "resnet101": "fc",
     "densenet121": "classifier",
     "densenet161": "classifier",
+    "densenet_small": "classifier",
     "small_cnn": "classifier.4",
 }
+
+#: ``densenet_small``: torchvision's DenseNet with three dense blocks of four layers and growth
+#: rate 12 (DenseNet-BC's design, about 0.1 M parameters instead of DenseNet-121's 7 M): the
+#: book's CPU stand-in for the DenseNet of the paper's Table 8. Random init only.
+SMALL_DENSENET: dict[str, Any] = {"growth_rate": 12, "block_config": (4, 4, 4),
+                                  "num_init_features": 24, "bn_size": 4}
 
 # Path-like suffixes for `weights=`; anything else is treated as a weight-enum name.
 _CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
@@ -292,7 +302,7 @@ def build_classifier(
 
     Args:
         name: one of :data:`TARGET_LAYERS` (``vgg16``, ``vgg11``, ``resnet18/50/101``,
-            ``densenet121/161``, ``small_cnn``).
+            ``densenet121/161``, ``densenet_small``, ``small_cnn``).
         num_classes: number of output logits.
         weights: ``None`` (random init, the default: nothing is downloaded);
             ``"DEFAULT"`` or a torchvision weight-enum name (``"IMAGENET1K_V1"``,
@@ -301,8 +311,8 @@ def build_classifier(
             path to a local state dict (``os.PathLike``, or a string ending in
             ``.pth``/``.pt``/``.ckpt``/``.bin`` or containing a ``/``; an ImageNet one with a
             1000-way head or a saved model with any head size; ``{"state_dict": ...}``
-            wrappers and ``module.`` prefixes are accepted).  ``small_cnn`` only
-            accepts ``None`` or a path.
+            wrappers and ``module.`` prefixes are accepted).  ``small_cnn`` and
+            ``densenet_small`` only accept ``None`` or a path.
         **kwargs: passed to the torchvision builder (e.g. ``dropout`` for VGG,
             ``memory_efficient`` for DenseNet) or to :class:`SmallCNN` (``widths``,
             ``hidden``, ``in_channels``); ``progress`` (bool) controls the download bar.
@@ -331,6 +341,10 @@ def build_classifier(
     #    ImageNet state dicts load strictly.
     if name == "small_cnn":
         model: nn.Module = SmallCNN(num_classes, **kwargs)
+    elif name == "densenet_small":
+        model = DenseNet(**{**SMALL_DENSENET, **kwargs})
+        model.features.add_module("relu5", nn.ReLU(inplace=False))
+        model.__class__ = _GradCAMDenseNet
     else:
         model = get_model(name, weights=None, **kwargs)
         if name.startswith("densenet"):
@@ -353,9 +367,9 @@ def build_classifier(
             if head_w is not None and head_w.shape[0] != _head_out_features(model, head):
                 _replace_head(model, head, head_w.shape[0])  # saved model with its own head
             model.load_state_dict(state)
-        elif name == "small_cnn":
+        elif name in ("small_cnn", "densenet_small"):
             raise ValueError(
-                f"small_cnn has no pretrained weights; got weights={weights!r}: "
+                f"{name} has no pretrained weights; got weights={weights!r}: "
                 "pass None or a path to a local .pth state dict"
             )
         else:

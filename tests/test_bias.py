@@ -48,3 +48,41 @@ def test_a_set_without_both_kinds_is_refused():
     only_boats = _samples([(1.0, True), (2.0, True)])
     with pytest.raises(ValueError, match="with and without"):
         biased_boat_accuracy(_ScoreIsPixel(), only_boats, only_boats, boat=0)
+
+
+def _orientation_model(num_classes: int):
+    from gainlib.gain import GAIN
+    from gainlib.models import build_classifier
+
+    torch.manual_seed(0)
+    classifier, layer = build_classifier("small_cnn", num_classes, widths=(4, 8))
+    return GAIN(classifier, layer)
+
+
+@pytest.mark.parametrize("variant", ["camera", "workpiece"])
+def test_orientation_scores_are_shares_and_lighting_agreement(variant):
+    from gainlib.bias import orientation_scores
+    from gainlib.data import SyntheticOrientation
+
+    # shortcut_strength=1: the lamp always points at the class, so following it is being right.
+    data = SyntheticOrientation("train", 16, variant=variant, image_size=32, shortcut_strength=1.0,
+                                saliency=None)
+    k = data.labels.shape[1]
+    scores = orientation_scores(_orientation_model(k), data, batch_size=5)
+    assert scores["chance"] == pytest.approx(1 / k)
+    assert scores["follows lighting"] == pytest.approx(scores["accuracy"])
+    shares = [scores[f"attention {r}"] for r in ("on critical area", "on rest of object", "off object")]
+    assert all(0 <= s <= 1 for s in shares) and sum(shares) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_orientation_scores_count_right_answers():
+    from gainlib.bias import orientation_scores
+    from gainlib.data import SyntheticOrientation
+
+    data = SyntheticOrientation("test_shifted", 12, variant="camera", image_size=32, saliency=None)
+    model = _orientation_model(2).eval()
+    with torch.no_grad():
+        images = torch.stack([data[i]["image"] for i in range(len(data))])
+        predicted = model(images).argmax(1).numpy()
+    expected = float((predicted == data.labels.argmax(1)).mean())
+    assert orientation_scores(model, data)["accuracy"] == pytest.approx(expected)

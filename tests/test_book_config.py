@@ -63,3 +63,22 @@ def test_config_keeps_non_book_folders_out_of_the_build():
     excluded = set(_load("_config.yml").get("exclude_patterns", []))
     for folder in (".venv", "_build", "tests", "benchmarks", "data_scripts", "README.md"):
         assert folder in excluded, f"{folder} is not in exclude_patterns"
+
+
+def test_results_page_pastes_only_keys_the_named_chapters_glue():
+    """book/results.md pastes tables glued by the chapters (MyST-NB glue across pages): every
+    ``{glue} key`` with ``:doc: notebook`` must name a chapter that calls ``glue("key", ...)``,
+    or the build fails on a missing key (only after executing every chapter)."""
+    import re
+
+    import nbformat
+
+    text = (ROOT / "book" / "results.md").read_text()
+    pastes = re.findall(r"```\{glue\} (\S+)\n:doc: \.\./(notebooks/\S+\.ipynb)\n```", text)
+    assert len(pastes) >= 7, "the results page should paste a headline table of every chapter"
+    assert len(pastes) == text.count("```{glue}"), "every paste names its chapter with :doc:"
+    for key, notebook in pastes:
+        path = ROOT / notebook
+        assert path.exists(), f"{notebook} (pasted {key!r}) does not exist"
+        source = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        assert f'glue("{key}",' in source, f"{notebook} never glues {key!r}"

@@ -244,3 +244,16 @@ def test_priors_are_pluggable():
     dataset = SyntheticScenes("val", 3, saliency=uniform_saliency)
     assert (dataset[0]["saliency"] == 1).all()
     assert "saliency" not in SyntheticScenes("val", 3, saliency=None)[0]
+
+
+def test_camera_masks_can_be_the_filled_boxes():
+    boxes = SyntheticOrientation("train", 6, variant="camera", image_size=48, mask_from_box=True,
+                                 saliency=None)
+    pixels = SyntheticOrientation("train", 6, variant="camera", image_size=48, saliency=None)
+    for i in range(6):
+        x0, y0, x1, y1 = pixels.boxes[i][0].astype(int)
+        expected = np.zeros((48, 48), np.uint8)
+        expected[y0:y1, x0:x1] = pixels.labels[i].argmax() + 1
+        np.testing.assert_array_equal(boxes.masks[i], expected)
+        assert (boxes.masks[i][pixels.masks[i] > 0] == pixels.masks[i][pixels.masks[i] > 0]).all()
+    np.testing.assert_array_equal(boxes.images, pixels.images)

@@ -76,6 +76,25 @@ def test_book_profile_overrides():
         book_profile("large")
 
 
+def test_orientation_data_and_profiles():
+    from gainlib.experiments import orientation_profile
+
+    camera = DataSpec("camera", image_size=32, n_train=8, n_eval=4)
+    assert camera.num_classes == 2 and DataSpec("workpiece").num_classes == 4
+    train, val = load_split(camera, "train"), load_split(camera, "val")
+    assert len(train) == 8 and len(val) == 4 and val.split == "test_same"    # val: same domain
+    assert (train.masks > 0).sum() > 0 and train.masks.max() <= 2
+    shifted = load_split(camera, "test_shifted")
+    assert shifted.domain == "shifted"
+    workpiece = orientation_profile("workpiece", "default", seeds=[5])
+    assert workpiece.backbone == "densenet_small" and workpiece.seeds == (5,)
+    assert workpiece.finetuned(5, "gain_ext", box_labels=20).data.dataset == "workpiece"
+    with pytest.raises(KeyError, match="unknown study"):
+        orientation_profile("lamp", "ci")
+    with pytest.raises(KeyError, match="unknown profile"):
+        orientation_profile("camera", "large")
+
+
 def test_voc_without_root_says_what_is_missing():
     with pytest.raises(ValueError, match="voc_root"):
         load_split(DataSpec("voc"), "train")

@@ -33,6 +33,17 @@ def test_stream_losses_terms():
     torch.testing.assert_close(ext["total"], ext["cl"] + ext["am"] + 10 * ext["ext"])
 
 
+def test_alpha_zero_runs_the_classification_and_extra_streams_only():
+    # The paper's camera model (Sec. 5.2): S_cl and S_e, no attention mining.
+    torch.manual_seed(0)
+    model = GAIN(TinyNet(), "features", GainConfig(alpha=0.0))
+    batch = _batch()
+    ext = model.stream_losses(batch, ext_batch=batch)
+    assert set(ext) == {"cl", "ext", "total"}
+    torch.testing.assert_close(ext["total"], ext["cl"] + 10 * ext["ext"])
+    torch.testing.assert_close(ext["cl"], model.stream_losses(batch, attention_mining=False)["cl"])
+
+
 def _detached_soft_mask(monkeypatch):
     original = gainlib.gain.soft_mask
     monkeypatch.setattr(gainlib.gain, "soft_mask", lambda a, s, w: original(a.detach(), s, w))

@@ -119,6 +119,17 @@ def test_densenet_forward_matches_torchvision():
     assert (act >= 0).all()  # target activation is post-ReLU, like VGG/ResNet
 
 
+def test_small_densenet_is_torchvisions_densenet_at_stride_16():
+    model, layer = _built("densenet_small")
+    model.eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        logits, act = _capture(model, layer, x)
+        torch.testing.assert_close(logits, torchvision.models.DenseNet.forward(model, x))
+    assert act.shape[2:] == (4, 4) and (act >= 0).all()
+    assert sum(p.numel() for p in model.parameters()) < 200_000
+
+
 def test_small_cnn_target_is_8x8_at_64px_and_stride_follows_widths():
     model, layer = _built("small_cnn")
     model.eval()
@@ -179,6 +190,8 @@ def test_bad_weights_arguments():
         build_classifier("small_cnn", 3, weights="DEFAULT")
     with pytest.raises(FileNotFoundError):
         build_classifier("small_cnn", 3, weights="/nonexistent/dir/model.pth")
+    with pytest.raises(ValueError, match="densenet_small has no pretrained weights"):
+        build_classifier("densenet_small", 3, weights="DEFAULT")
 
 
 @pytest.mark.parametrize(

@@ -54,6 +54,9 @@ def test_extra_label_counts_keep_the_papers_shares():
     assert [extra_label_count(n, 10_582) for n in EXTRA_LABEL_COUNTS] == [200, 400, 900, 1464]
     assert [extra_label_count(n, 1500) for n in EXTRA_LABEL_COUNTS] == [28, 57, 128, 207]
     assert extra_label_count(0, 1500) == 0
+    # Sec. 5.2-5.3: shares of the camera's 700 and the workpiece's 6,118 images.
+    assert extra_label_count(40, 700, paper_train=700) == 40
+    assert [extra_label_count(n, 2000, paper_train=6118) for n in (60, 120)] == [20, 40]
     with pytest.raises(ValueError):
         extra_label_count(200, 0)
 

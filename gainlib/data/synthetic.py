@@ -225,6 +225,9 @@ class SyntheticOrientation(_SyntheticBase):
         shortcut_strength: in the training domain, P(the lighting direction follows the
             class); the stand-in for the paper's "severe bias in the Training Set". The
             shifted domain always lights from a random direction.
+        mask_from_box: make ``mask`` the filled box rather than the critical area's own
+            pixels: the camera study's labels, "bounding boxes ... converted to pixel-level
+            masks" (Sec. 5.2).
         seed, saliency, transforms: as for :class:`SyntheticScenes`.
 
     ``mask`` and ``boxes`` mark the critical area (marker and gap) with the class, like the
@@ -234,8 +237,8 @@ class SyntheticOrientation(_SyntheticBase):
     """
 
     def __init__(self, split: str = "train", n: int | None = None, *, variant: Variant = "camera",
-                 image_size: int = 64, shortcut_strength: float = 0.95, seed: int = 0,
-                 saliency: SaliencyPrior | None = spectral_residual_saliency,
+                 image_size: int = 64, shortcut_strength: float = 0.95, mask_from_box: bool = False,
+                 seed: int = 0, saliency: SaliencyPrior | None = spectral_residual_saliency,
                  transforms: Transform | None = None,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
         if split not in ORIENTATION_SPLITS:
@@ -254,6 +257,9 @@ class SyntheticOrientation(_SyntheticBase):
         size = (count, image_size, image_size)
         self.images = np.stack([r.image for r in rendered]) if rendered else np.zeros((*size, 3), np.uint8)
         self.masks = np.stack([r.mask for r in rendered]) if rendered else np.zeros(size, np.uint8)
+        if mask_from_box:
+            self.masks = np.stack([_box_mask(r.box, r.label + 1, image_size) for r in rendered]) \
+                if rendered else self.masks
         self.object_masks = np.stack([r.object_mask for r in rendered]) if rendered else np.zeros(size, bool)
         self.labels = np.eye(k, dtype=np.float32)[[r.label for r in rendered]].reshape(count, k)
         self.boxes = [r.box[None] for r in rendered]
@@ -278,6 +284,14 @@ class SyntheticOrientation(_SyntheticBase):
                 "chance_light_follows_class": 1.0 / k,
                 "object_fraction": _mean(obj_px / float(self.image_size ** 2)),
                 "critical_fraction_of_object": _mean(crit_px / np.maximum(obj_px, 1))}
+
+
+def _box_mask(box: np.ndarray, value: int, size: int) -> np.ndarray:
+    """``value`` on the pixels whose centres lie in the xyxy ``box``, 0 elsewhere."""
+    centres = np.arange(size) + 0.5
+    inside_x = (centres >= box[0]) & (centres <= box[2])
+    inside_y = (centres >= box[1]) & (centres <= box[3])
+    return (np.outer(inside_y, inside_x) * value).astype(np.uint8)
 
 
 def _mean(values: np.ndarray) -> float:
