@@ -173,3 +173,26 @@ def test_cli_trains_the_ci_plan_once_then_loads_it(tiny, tmp_path, capsys):
     assert all(t.cached for _, t in trained)
     scores = reproduce.classification_scores(trained[0][1].model, load_split(settings.data, "val"))
     assert set(scores) == {"boat accuracy", "mAP"} and all(0 <= v <= 1 for v in scores.values())
+
+
+@pytest.mark.slow
+def test_attention_stage_under_torchrun_writes_each_model_once(tiny, tmp_path):
+    """Two CPU processes (gloo) train the ci plan together; rank 0 alone writes each model, and a
+    single-process run then finds every one of them in the cache."""
+    import os
+    import subprocess
+    import sys
+
+    args = ["--profile", "ci", "--voc-root", str(tiny.root), "--device", "cpu",
+            "--cache-dir", str(tmp_path), "--stage", "attention"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                          "--standalone", "-m", "gainlib.reproduce", *args],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "2 processes" in run.stdout and run.stdout.count("trained in") == 4
+    assert sorted(p.name for p in tmp_path.glob("*/model.pt")) == ["model.pt"] * 5   # 4 runs + their classifier
+    assert not list(tmp_path.glob("*/*.tmp")) and not list(tmp_path.glob("*/last.pt"))
+    again = subprocess.run([sys.executable, "-m", "gainlib.reproduce", *args],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and again.stdout.count("loaded from the cache") == 4
