@@ -204,6 +204,27 @@ def test_mark_extra_labels_counts_fractions_and_nesting():
     assert batch["use_mask"].all()
 
 
+def test_samples_are_built_once_and_flags_stay_per_copy():
+    import copy
+
+    from gainlib.data.sample import build_sample
+
+    dataset = SyntheticScenes("val", 6, image_size=32)
+    first = dataset[2]
+    assert dataset[2]["image"] is first["image"]            # built once, then reused
+    fresh = build_sample(image=dataset.images[2], labels=dataset.labels[2], sample_id=dataset.ids[2],
+                         mask=dataset.masks[2], boxes=dataset.boxes[2], box_labels=dataset.box_labels[2],
+                         saliency=dataset.saliency[2])
+    assert first.keys() == fresh.keys()
+    for key, value in fresh.items():
+        assert torch.equal(first[key], value) if torch.is_tensor(value) else first[key] == value, key
+    assert dataset[-1]["id"] == dataset.ids[5]
+    flagged = mark_extra_labels(copy.copy(dataset), pixel=[dataset.ids[2]], boxes=[dataset.ids[4]])
+    assert flagged[2]["use_mask"] and not dataset[2]["use_mask"]    # the copy's flags, not the original's
+    assert flagged[4]["use_boxes"] and flagged.extra_label_indices() == [2, 4]
+    assert dataset.extra_label_indices() == []
+
+
 def test_joint_transforms_apply_to_synthetic_samples():
     flip = v2.RandomHorizontalFlip(p=1.0)
     plain, flipped = SyntheticScenes("val", 4), SyntheticScenes("val", 4, transforms=flip)

@@ -58,6 +58,34 @@ def test_collate_fills_absent_extras_and_builds_box_masks():
     assert batch["id"] == ["img-7", "img-7"]
 
 
+def test_a_bad_value_in_a_batch_is_traced_to_its_sample():
+    # Collate checks value ranges once for the batch, then searches it only when they fail.
+    bad = _sample(id="img-9", mask=torch.full((8, 8), 9))
+    with pytest.raises(SampleError, match="img-9.*'mask' values must be 0..3"):
+        collate_samples([_sample(), bad, _sample()])
+    bad = _sample(id="img-9", boxes=torch.zeros(1, 4), box_labels=torch.tensor([3]))
+    with pytest.raises(SampleError, match="img-9.*label indices 0..2"):
+        collate_samples([_sample(), bad])
+    with pytest.raises(SampleError, match="img-9.*multi-hot"):
+        collate_samples([_sample(), _sample(id="img-9", labels=torch.tensor([0.0, 0.5, 0.0]))])
+
+
+def test_batched_box_masks_equal_each_samples_own():
+    generator = torch.Generator().manual_seed(0)
+    samples = []
+    for i in range(6):
+        n = i % 3                                     # 0, 1 or 2 boxes; sample 5 has none at all
+        corners = torch.rand(n, 2, 2, generator=generator) * 8
+        boxes = torch.cat([corners.min(1).values, corners.max(1).values], 1)
+        labels = torch.randint(0, 3, (n,), generator=generator)
+        samples.append(_sample(boxes=boxes, box_labels=labels) if i != 5 else _sample())
+    batch = collate_samples(samples)
+    for i, s in enumerate(samples):
+        expected = (boxes_to_masks(s["boxes"], s["box_labels"], 3, 8, 8) if "boxes" in s
+                    else torch.zeros(3, 8, 8))
+        assert torch.equal(batch["box_masks"][i], expected), i
+
+
 def test_box_pixels_follow_the_pixel_centre_rule():
     masks = boxes_to_masks(torch.tensor([[0.4, 0.4, 2.5, 1.5]]), torch.tensor([0]), 1, 3, 3)
     assert masks[0].tolist() == [[1, 1, 0], [0, 0, 0], [0, 0, 0]]

@@ -108,6 +108,28 @@ def test_same_seed_same_weights_and_other_seed_differs():
     assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
 
 
+def test_eval_every_validates_only_the_chosen_epochs_and_the_last():
+    data, val = TinyScenes(n=16), TinyScenes(n=8, seed=1)
+    history = GainTrainer(_model(), _config(mode="gain", epochs=5, eval_every=2)).fit(data, val)
+    assert [("val_map" in h) for h in history] == [False, True, False, True, True]
+    assert "eval_every" not in _config(eval_every=3).run_settings()   # never changes the weights
+    with pytest.raises(ValueError, match="eval_every"):
+        _config(eval_every=0)
+
+
+def test_channels_last_changes_only_float_rounding():
+    data = TinyScenes(n=16, pixel=(0, 1), box=(2, 3))
+    weights = []
+    for channels_last in (False, True):
+        model = _model()
+        GainTrainer(model, _config(mode="gain_ext", epochs=1, channels_last=channels_last)).fit(data)
+        conv = next(p for p in model.parameters() if p.ndim == 4)
+        assert conv.is_contiguous(memory_format=torch.channels_last) == channels_last
+        weights.append(model.state_dict())
+    for name, a in weights[0].items():
+        assert torch.allclose(a.float(), weights[1][name].float(), atol=1e-5), name
+
+
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):
     data = Interrupting(TinyScenes(n=16), after=16 + 4, nan=True)   # NaN images in epoch 2
     with pytest.raises(NonFiniteLossError, match="epoch 2.*last good checkpoint is kept"):

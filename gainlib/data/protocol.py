@@ -59,6 +59,12 @@ def _fail(sample: Mapping[str, Any], problem: str) -> None:
 
 def validate_sample(sample: Mapping[str, Any], num_classes: int | None = None) -> None:
     """Check one sample against the protocol; raise :class:`SampleError` naming the problem."""
+    _check_structure(sample, num_classes)
+    _check_values(sample)
+
+
+def _check_structure(sample: Mapping[str, Any], num_classes: int | None) -> None:
+    """Keys, types, shapes and dtypes: cheap, per sample."""
     if not isinstance(sample, Mapping):
         raise SampleError(f"a sample must be a dict, got {type(sample).__name__}")
     for key in ("image", "labels"):
@@ -73,8 +79,6 @@ def validate_sample(sample: Mapping[str, Any], num_classes: int | None = None) -
         _fail(sample, f"'labels' must be a multi-hot tensor [C], got {_describe(labels)}")
     if num_classes is not None and labels.shape[0] != num_classes:
         _fail(sample, f"'labels' has {labels.shape[0]} classes, expected {num_classes}")
-    if ((labels != 0) & (labels != 1)).any():
-        _fail(sample, "'labels' must be multi-hot (0/1 values)")
     height, width = image.shape[-2:]
     mask = sample.get("mask")
     if mask is not None:
@@ -82,10 +86,6 @@ def validate_sample(sample: Mapping[str, Any], num_classes: int | None = None) -
             _fail(sample, f"'mask' must be [H, W] = [{height}, {width}], got {_describe(mask)}")
         if mask.is_floating_point():
             _fail(sample, f"'mask' must hold integer class indices, got {mask.dtype}")
-        valid = mask[mask != IGNORE_INDEX]
-        if valid.numel() and (valid.min() < 0 or valid.max() > labels.shape[0]):
-            _fail(sample, f"'mask' values must be 0..{labels.shape[0]} or {IGNORE_INDEX}, "
-                          f"found {sorted(set(valid.unique().tolist()))[:10]}")
     if sample.get("use_mask", False) and mask is None:
         _fail(sample, "use_mask=True but the sample has no 'mask'")
     boxes = sample.get("boxes")
@@ -95,13 +95,28 @@ def validate_sample(sample: Mapping[str, Any], num_classes: int | None = None) -
             _fail(sample, f"'boxes' must be [N, 4] (x1, y1, x2, y2), got {_describe(boxes)}")
         if box_labels is None or not torch.is_tensor(box_labels) or box_labels.shape != (boxes.shape[0],):
             _fail(sample, "'box_labels' must be a tensor [N] matching 'boxes'")
-        if box_labels.numel() and (box_labels.min() < 0 or box_labels.max() >= labels.shape[0]):
-            _fail(sample, f"'box_labels' must be label indices 0..{labels.shape[0] - 1}")
     if sample.get("use_boxes", False) and boxes is None:
         _fail(sample, "use_boxes=True but the sample has no 'boxes'")
     saliency = sample.get("saliency")
     if saliency is not None and (not torch.is_tensor(saliency) or saliency.shape != (height, width)):
         _fail(sample, f"'saliency' must be [H, W] = [{height}, {width}], got {_describe(saliency)}")
+
+
+def _check_values(sample: Mapping[str, Any]) -> None:
+    """Value ranges of a structurally valid sample (collate checks them for a whole batch at once)."""
+    labels = sample["labels"]
+    if ((labels != 0) & (labels != 1)).any():
+        _fail(sample, "'labels' must be multi-hot (0/1 values)")
+    mask = sample.get("mask")
+    if mask is not None:
+        valid = mask[mask != IGNORE_INDEX]
+        if valid.numel() and (valid.min() < 0 or valid.max() > labels.shape[0]):
+            _fail(sample, f"'mask' values must be 0..{labels.shape[0]} or {IGNORE_INDEX}, "
+                          f"found {sorted(set(valid.unique().tolist()))[:10]}")
+    box_labels = sample.get("box_labels")
+    if sample.get("boxes") is not None and box_labels.numel() and (
+            box_labels.min() < 0 or box_labels.max() >= labels.shape[0]):
+        _fail(sample, f"'box_labels' must be label indices 0..{labels.shape[0] - 1}")
 
 
 def _describe(value: Any) -> str:
@@ -121,8 +136,9 @@ def collate_samples(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """
     if len(samples) == 0:
         raise SampleError("cannot collate an empty list of samples")
-    for s in samples:  # cheap next to a training step, and it names the bad sample
-        validate_sample(s, num_classes=samples[0]["labels"].shape[0] if "labels" in samples[0] else None)
+    num_classes = samples[0]["labels"].shape[0] if "labels" in samples[0] else None
+    for s in samples:  # cheap, and it names the bad sample
+        _check_structure(s, num_classes)
     sizes = {tuple(s["image"].shape) for s in samples}
     if len(sizes) > 1:
         raise SampleError(f"samples {[s.get('id') for s in samples]} have different image sizes "
@@ -132,7 +148,6 @@ def collate_samples(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     batch, _, height, width = image.shape
     num_classes = labels.shape[1]
     mask = torch.full((batch, height, width), IGNORE_INDEX, dtype=torch.long)
-    box_masks = torch.zeros(batch, num_classes, height, width)
     saliency = torch.zeros(batch, height, width)
     has = {k: torch.zeros(batch, dtype=torch.bool) for k in ("mask", "boxes", "saliency")}
     for i, s in enumerate(samples):
@@ -140,11 +155,19 @@ def collate_samples(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             mask[i] = s["mask"].long()
             has["mask"][i] = True
         if s.get("boxes") is not None:
-            box_masks[i] = boxes_to_masks(s["boxes"], s["box_labels"], num_classes, height, width)
             has["boxes"][i] = True
         if s.get("saliency") is not None:
             saliency[i] = s["saliency"].float()
             has["saliency"][i] = True
+    with_boxes = [s for s in samples if s.get("boxes") is not None]
+    box_labels = torch.cat([s["box_labels"].long() for s in with_boxes]) if with_boxes else torch.zeros(0)
+    # The value checks, once for the batch; only a failing batch is searched for the culprit.
+    if (((labels != 0) & (labels != 1)).any()
+            or (((mask < 0) | (mask > num_classes)) & (mask != IGNORE_INDEX)).any()
+            or (box_labels.numel() and (box_labels.min() < 0 or box_labels.max() >= num_classes))):
+        for s in samples:
+            _check_values(s)
+    box_masks = _batch_box_masks(samples, num_classes, height, width)
     return {
         "image": image,
         "labels": labels,
@@ -158,6 +181,22 @@ def collate_samples(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "has_saliency": has["saliency"],
         "id": [str(s.get("id", i)) for i, s in enumerate(samples)],
     }
+
+
+def _batch_box_masks(samples: Sequence[Mapping[str, Any]], num_classes: int, height: int,
+                     width: int) -> torch.Tensor:
+    """:func:`boxes_to_masks` of every sample, ``[B, C, H, W]``, in one product for the batch."""
+    owners, boxes, box_labels = [], [], []
+    for i, s in enumerate(samples):
+        if s.get("boxes") is not None and s["boxes"].numel():
+            owners.append(torch.full((s["boxes"].shape[0],), i, dtype=torch.long))
+            boxes.append(s["boxes"].float())
+            box_labels.append(s["box_labels"].long())
+    if not boxes:
+        return torch.zeros(len(samples), num_classes, height, width)
+    slots = torch.cat(owners) * num_classes + torch.cat(box_labels)      # (sample, class) of each box
+    masks = boxes_to_masks(torch.cat(boxes), slots, len(samples) * num_classes, height, width)
+    return masks.view(len(samples), num_classes, height, width)
 
 
 def boxes_to_masks(boxes: torch.Tensor, box_labels: torch.Tensor, num_classes: int,

@@ -97,6 +97,9 @@ class _SyntheticBase(Dataset):
         self.mean, self.std = tuple(mean), tuple(std)
         self.use_mask = np.zeros(len(self.ids), dtype=bool)
         self.use_boxes = np.zeros(len(self.ids), dtype=bool)
+        # Built samples without their flags, by index; shared with shallow copies (the flags
+        # are per copy, see mark_extra_labels). Only used when there is no (random) transform.
+        self._built: dict[int, dict[str, Any]] = {}
 
     @property
     def num_classes(self) -> int:
@@ -105,7 +108,22 @@ class _SyntheticBase(Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
+    def extra_label_indices(self) -> list[int]:
+        """Indices of the samples flagged ``use_mask`` or ``use_boxes``, without building them."""
+        return np.flatnonzero(self.use_mask | self.use_boxes).tolist()
+
     def __getitem__(self, index: int) -> dict[str, Any]:
+        if self.transforms is not None:
+            return self._build(index)
+        # Without a transform a sample never changes: build it once (about half of a small
+        # model's training step on the CPU went to rebuilding samples every epoch).
+        index = range(len(self))[index]
+        if index not in self._built:
+            self._built[index] = self._build(index)
+        return {**self._built[index], "use_mask": bool(self.use_mask[index]),
+                "use_boxes": bool(self.use_boxes[index])}
+
+    def _build(self, index: int) -> dict[str, Any]:
         return build_sample(
             image=self.images[index], labels=self.labels[index], sample_id=self.ids[index],
             mask=self.masks[index], boxes=self.boxes[index], box_labels=self.box_labels[index],

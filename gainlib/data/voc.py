@@ -155,6 +155,10 @@ class VOCDataset(Dataset):
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def extra_label_indices(self) -> list[int]:
+        """Indices of the samples flagged ``use_mask`` or ``use_boxes``, without decoding them."""
+        return np.flatnonzero(self.use_mask | self.use_boxes).tolist()
+
     def image_path(self, sample_id: str) -> Path:
         return self.root / "JPEGImages" / f"{sample_id}.jpg"
 
