@@ -150,24 +150,30 @@ def collate_samples(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     mask = torch.full((batch, height, width), IGNORE_INDEX, dtype=torch.long)
     saliency = torch.zeros(batch, height, width)
     has = {k: torch.zeros(batch, dtype=torch.bool) for k in ("mask", "boxes", "saliency")}
+    owners, boxes, box_labels = [], [], []      # every box of the batch, with its sample
     for i, s in enumerate(samples):
         if s.get("mask") is not None:
             mask[i] = s["mask"].long()
             has["mask"][i] = True
         if s.get("boxes") is not None:
             has["boxes"][i] = True
+            owners.append(torch.full((s["boxes"].shape[0],), i, dtype=torch.long))
+            boxes.append(s["boxes"].float())
+            box_labels.append(s["box_labels"].long())
         if s.get("saliency") is not None:
             saliency[i] = s["saliency"].float()
             has["saliency"][i] = True
-    with_boxes = [s for s in samples if s.get("boxes") is not None]
-    box_labels = torch.cat([s["box_labels"].long() for s in with_boxes]) if with_boxes else torch.zeros(0)
+    all_labels = torch.cat(box_labels) if box_labels else torch.zeros(0, dtype=torch.long)
     # The value checks, once for the batch; only a failing batch is searched for the culprit.
     if (((labels != 0) & (labels != 1)).any()
             or (((mask < 0) | (mask > num_classes)) & (mask != IGNORE_INDEX)).any()
-            or (box_labels.numel() and (box_labels.min() < 0 or box_labels.max() >= num_classes))):
+            or (all_labels.numel() and (all_labels.min() < 0 or all_labels.max() >= num_classes))):
         for s in samples:
             _check_values(s)
-    box_masks = _batch_box_masks(samples, num_classes, height, width)
+    # B^c of every sample in one product: a box marks slot (sample, class) = owner * C + label.
+    box_masks = (boxes_to_masks(torch.cat(boxes), torch.cat(owners) * num_classes + all_labels,
+                                batch * num_classes, height, width).view(batch, num_classes, height, width)
+                 if boxes else torch.zeros(batch, num_classes, height, width))
     return {
         "image": image,
         "labels": labels,
@@ -181,22 +187,6 @@ def collate_samples(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "has_saliency": has["saliency"],
         "id": [str(s.get("id", i)) for i, s in enumerate(samples)],
     }
-
-
-def _batch_box_masks(samples: Sequence[Mapping[str, Any]], num_classes: int, height: int,
-                     width: int) -> torch.Tensor:
-    """:func:`boxes_to_masks` of every sample, ``[B, C, H, W]``, in one product for the batch."""
-    owners, boxes, box_labels = [], [], []
-    for i, s in enumerate(samples):
-        if s.get("boxes") is not None and s["boxes"].numel():
-            owners.append(torch.full((s["boxes"].shape[0],), i, dtype=torch.long))
-            boxes.append(s["boxes"].float())
-            box_labels.append(s["box_labels"].long())
-    if not boxes:
-        return torch.zeros(len(samples), num_classes, height, width)
-    slots = torch.cat(owners) * num_classes + torch.cat(box_labels)      # (sample, class) of each box
-    masks = boxes_to_masks(torch.cat(boxes), slots, len(samples) * num_classes, height, width)
-    return masks.view(len(samples), num_classes, height, width)
 
 
 def boxes_to_masks(boxes: torch.Tensor, box_labels: torch.Tensor, num_classes: int,
