@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Training runs side by side in worker processes against one after the other (gainlib.parallel).
+"""Training runs side by side in worker processes against one after the other (gainbook.pool).
 
     python benchmarks/parallel_runs.py              # GAIN_ext epochs, small CNN and densenet_small
     python benchmarks/parallel_runs.py --epochs 3
@@ -29,7 +29,8 @@ CASES = {
 def epoch_seconds(case: str, threads: int, epochs: int) -> float:
     """Mean training seconds per epoch of one GAIN_ext run, in this process."""
     torch.set_num_threads(threads)
-    from gainlib.experiments import _training_set, book_profile, build_model, orientation_profile
+    from gainbook.runs import training_set, build_model
+    from gainbook.profiles import book_profile, orientation_profile
     from gainlib.trainer import GainTrainer
 
     if case == "small_cnn":

@@ -134,7 +134,20 @@ def execute(chapter: Path, target: Path, parameters: dict, timeout: int | None) 
         error = f"cell In [{err.exec_count}]: {err.ename}: {err.evalue}"
     except Exception as err:  # a dead kernel, a timeout, a bad notebook: report it and go on
         error = f"{type(err).__name__}: {err}"
+    if target.exists():
+        hide_injected_parameters(target)
     return Run(chapter.name, time.perf_counter() - start, error)
+
+
+def hide_injected_parameters(notebook: Path) -> None:
+    """Tag papermill's injected parameters cell ``remove-cell``: the HTML reader sees prose
+    first (the chapters tag their own Colab and parameters cells so already)."""
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+    nbformat.write(nb, notebook)
 
 
 def build_html(profile: str) -> int:

@@ -38,7 +38,7 @@ from gainlib.metrics import (
     mean_average_precision,
     multilabel_accuracy,
 )
-from gainlib.models import TARGET_LAYERS, SmallCNN, build_classifier, select_device
+from gainlib.models import TARGET_LAYERS, SmallCNN, build_classifier, eval_mode, select_device
 from gainlib.trainer import GainTrainer, NonFiniteLossError, TrainConfig, evaluate
 
 __all__ = [
@@ -50,6 +50,6 @@ __all__ = [
     "masked_image", "soft_mask",
     "ConfusionMatrix", "attention_coverage", "attention_iou", "attention_precision", "attention_scores", "mean_average_precision",
     "multilabel_accuracy",
-    "TARGET_LAYERS", "SmallCNN", "build_classifier", "select_device",
+    "TARGET_LAYERS", "SmallCNN", "build_classifier", "eval_mode", "select_device",
     "GainTrainer", "NonFiniteLossError", "TrainConfig", "evaluate",
 ]

@@ -23,6 +23,9 @@ def soft_mask(attention: Tensor, sigma: float = DEFAULT_SIGMA, omega: float = DE
     """Eq. 4: ``T(A) = sigmoid(omega * (A - sigma))``, a differentiable threshold of A at sigma.
 
     ``attention`` has any shape (``[B, K, H, W]`` in GAIN); the result has the same shape.
+
+    >>> soft_mask(torch.tensor([0.0, 0.5, 1.0]), sigma=0.5, omega=10.0)
+    tensor([0.0067, 0.5000, 0.9933])
     """
     if omega <= 0:
         raise ValueError(f"omega must be positive, got {omega}")
@@ -38,6 +41,12 @@ def masked_image(images: Tensor, mask: Tensor) -> Tensor:
 
     Returns:
         ``[B, K, 3, H, W]``: one masked copy of each image per class slot.
+
+    >>> images = torch.ones(1, 3, 2, 2)
+    >>> mask = torch.tensor([[[[1.0, 0.0], [0.5, 0.0]]]])      # one class slot
+    >>> masked_image(images, mask)[0, 0, 0]
+    tensor([[0.0000, 1.0000],
+            [0.5000, 1.0000]])
     """
     if images.ndim != 4:
         raise ValueError(f"images must be [B, 3, H, W], got {list(images.shape)}")

@@ -26,11 +26,12 @@ Three small adjustments make every target layer safe for *trainable* Grad-CAM
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 from urllib.parse import urlparse
 
 import torch
@@ -46,6 +47,7 @@ __all__ = [
     "build_classifier",
     "resolve_layer",
     "select_device",
+    "eval_mode",
 ]
 
 #: Model name -> dotted module name of the Grad-CAM target layer.
@@ -213,6 +215,27 @@ def select_device(device: str | torch.device | None = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     return torch.device(device)
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Put ``module`` in eval mode for the block and restore its training flag afterwards
+    (on every submodule, as it was), also when the block raises.
+
+    >>> net = nn.Sequential(nn.Linear(2, 2), nn.Dropout()).train()
+    >>> with eval_mode(net):
+    ...     net.training, net[1].training
+    (False, False)
+    >>> net.training, net[1].training
+    (True, True)
+    """
+    flags = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, training in flags:
+            m.training = training
 
 
 def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:

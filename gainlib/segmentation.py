@@ -14,7 +14,10 @@ The paper evaluates its attention maps by what a segmentation network trained on
    :func:`gainlib.losses.segmentation_loss` and
    :func:`gainlib.losses.weakly_supervised_segmentation_loss` on a DeepLab network
    (:func:`deeplabv3_resnet101`); :class:`SmallFCN` is the CPU-sized stand-in.
-4. Evaluation: :func:`segmentation_miou` (mIoU over VOC's 21 classes, ignore 255).
+4. Over a whole dataset: :func:`attention_cues` (the cues of a trained attention model),
+   :func:`predict_segmentation` (with or without the CRF), :func:`segmentation_scores` (IoU
+   per class and mIoU, the layout of the paper's Table 2), :func:`cue_quality`; and
+   :func:`segmentation_miou` for label tensors (mIoU over VOC's 21 classes, ignore 255).
 
 Shapes: ``B`` images, ``C`` object classes (label indices ``0..C-1``), ``C + 1`` segmentation
 channels with channel 0 the background and channel ``c + 1`` the label index ``c`` (the VOC mask
@@ -41,17 +44,22 @@ Choices where the papers leave room (each documented again where it is made):
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Callable, NamedTuple, Sequence, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
+from gainlib.data.batching import iter_batches
 from gainlib.data.protocol import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 from gainlib.data.saliency import SaliencyPrior
 from gainlib.losses import segmentation_loss
 from gainlib.metrics import ConfusionMatrix
+from gainlib.models import eval_mode
 
 __all__ = [
     "FG_THRESHOLD",
@@ -77,6 +85,11 @@ __all__ = [
     "LogitsOnly",
     "deeplabv3_resnet101",
     "segmentation_miou",
+    "attention_cues",
+    "output_size",
+    "predict_segmentation",
+    "segmentation_scores",
+    "cue_quality",
 ]
 
 #: Foreground cue: attention above this fraction of the map's maximum (paper Sec. 4, from SEC).
@@ -670,3 +683,138 @@ def segmentation_miou(pred: Tensor, target: Tensor, num_classes: int,
             pred = F.interpolate(pred, size=target.shape[-2:], mode="bilinear", align_corners=False)
         pred = pred.argmax(dim=1)
     return ConfusionMatrix(num_classes, ignore_index, device=target.device).update(pred, target).miou()
+
+
+# -- over a whole dataset: cues, predictions, scores --------------------------------------------
+
+@torch.no_grad()
+def attention_cues(model: nn.Module, dataset: Dataset, size: tuple[int, int],
+                   fg_threshold: float = FG_THRESHOLD, bg_threshold: float = BG_THRESHOLD,
+                   batch_size: int = 64, progress: bool = False) -> Tensor:
+    """Localization cues of ``model`` on every sample of ``dataset`` (paper Sec. 4).
+
+    Foreground: the Grad-CAM ``A^c`` of each ground-truth class above ``fg_threshold`` of its
+    maximum. Background: the sample's ``saliency`` (the prior of ``L_bbox``, Eq. 9) below
+    ``bg_threshold`` where no foreground cue is; a dataset without saliency falls back to the
+    attention itself (:func:`localization_cues`).
+
+    Returns:
+        ``bool [N, C + 1, h, w]`` at ``size`` (the segmentation network's output size), CPU.
+    """
+    device = next(model.parameters()).device
+    cues = []
+    with eval_mode(model):
+        for _, batch in tqdm(iter_batches(dataset, batch_size=batch_size),
+                             total=math.ceil(len(dataset) / batch_size),
+                             desc="cues", disable=not progress, leave=False):
+            with torch.enable_grad():   # Grad-CAM needs the gradient of the scores
+                out = model.attention(batch["image"].to(device), labels=batch["labels"].to(device))
+            saliency = batch.get("saliency")
+            cues.append(localization_cues(
+                out.maps.detach(), out.classes, out.valid, batch["labels"].shape[1],
+                None if saliency is None else saliency.to(device), fg_threshold, bg_threshold,
+                size).cpu())
+    return torch.cat(cues)
+
+
+@torch.no_grad()
+def output_size(network: nn.Module, image_size: tuple[int, int]) -> tuple[int, int]:
+    """The spatial size of ``network``'s logits for images of ``image_size``: where its cues
+    and losses live."""
+    with eval_mode(network):
+        probe = next(network.parameters())
+        return tuple(network(torch.zeros(1, 3, *image_size, device=probe.device)).shape[-2:])
+
+
+@torch.no_grad()
+def predict_segmentation(network: nn.Module, dataset: Dataset, crf: bool = False,
+                         batch_size: int = 64, crf_scale: float | None = None) -> Tensor:
+    """Label maps ``int64 [N, H, W]`` of ``network`` on ``dataset`` at the images' size.
+
+    The logits are upsampled bilinearly to the image; with ``crf`` the softmax is refined by
+    the dense CRF first (:func:`crf_refine`). DeepLab's CRF parameters
+    are set for ~500-pixel images: ``crf_scale`` divides its spatial deviations (default
+    ``321 / H``, the image size relative to the paper's 321x321 inputs).
+    """
+    device = next(network.parameters()).device
+    labels = []
+    with eval_mode(network):
+        for _, batch in iter_batches(dataset, batch_size=batch_size):
+            images = batch["image"]
+            logits = network(images.to(device)).float()
+            if logits.shape[-2:] != images.shape[-2:]:
+                logits = F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+            probs = torch.softmax(logits, dim=1).cpu()
+            if crf:
+                scale = crf_scale if crf_scale is not None else 321 / images.shape[-2]
+                probs = crf_refine(images, probs, scale_factor=scale)
+            labels.append(probs.argmax(dim=1))
+    return torch.cat(labels)
+
+
+def segmentation_scores(pred: Tensor, dataset: Dataset, class_names: Sequence[str]) -> dict[str, float]:
+    """IoU of every class (background first) and their mean over ``dataset``'s masks.
+
+    Args:
+        pred: ``[N, H, W]`` labels (:func:`predict_segmentation`).
+        dataset: the samples, whose ``mask`` (0 background, ``c + 1`` class ``c``, 255 ignore)
+            is the ground truth.
+        class_names: the ``C`` object classes.
+
+    Returns:
+        ``{"background": iou, <class>: iou, ..., "mIoU": mean}`` (fractions; a class absent
+        from both prediction and truth is NaN and left out of the mean).
+    """
+    if len(pred) != len(dataset):
+        raise ValueError(f"{len(pred)} predictions for {len(dataset)} samples")
+    matrix = ConfusionMatrix(len(class_names) + 1, IGNORE_INDEX)
+    for start in range(0, len(dataset), 256):
+        chunk = range(start, min(len(dataset), start + 256))
+        target = torch.stack([torch.as_tensor(dataset[i]["mask"]) for i in chunk])
+        matrix.update(pred[start:start + len(chunk)], target)
+    iou = matrix.iou()
+    scores = {name: float(v) for name, v in zip(["background", *class_names], iou)}
+    scores["mIoU"] = float(matrix.miou())
+    return scores
+
+
+def cue_quality(cues: Tensor, dataset: Dataset) -> dict[str, float]:
+    """How good localization cues are, against the masks they never saw (``[N, C + 1, h, w]``
+    cues, resized to the masks by nearest neighbour).
+
+    Returns (fractions over all pixels of the dataset, ignore pixels left out):
+        ``fg precision`` — of the pixels with a foreground cue, those whose true class is among
+        the cued ones; ``fg recall`` — of object pixels, those cued with their class;
+        ``bg precision`` — of background cues, those on true background; ``bg recall`` — of
+        true background, the share cued; ``cued`` — pixels with any cue.
+    """
+    if len(cues) != len(dataset):
+        raise ValueError(f"{len(cues)} cue maps for {len(dataset)} samples")
+    sums = dict.fromkeys(("fg_cued", "fg_right", "obj", "obj_hit", "bg_cued", "bg_right", "bg",
+                          "bg_hit", "cued", "pixels"), 0.0)
+    for i in range(len(dataset)):
+        mask = torch.as_tensor(dataset[i]["mask"])
+        cue = F.interpolate(cues[i:i + 1].float(), size=tuple(mask.shape), mode="nearest")[0] > 0.5
+        valid = mask != IGNORE_INDEX
+        truth = F.one_hot(mask.clamp(max=cue.shape[0] - 1), cue.shape[0]).permute(2, 0, 1).bool()
+        fg_any = cue[1:].any(0) & valid
+        fg_right = (cue[1:] & truth[1:]).any(0) & valid
+        obj = (mask > 0) & valid
+        sums["fg_cued"] += float(fg_any.sum())
+        sums["fg_right"] += float(fg_right.sum())
+        sums["obj"] += float(obj.sum())
+        sums["obj_hit"] += float((fg_right & obj).sum())
+        bg_cue = cue[0] & valid
+        sums["bg_cued"] += float(bg_cue.sum())
+        sums["bg_right"] += float((bg_cue & (mask == 0)).sum())
+        sums["bg"] += float(((mask == 0) & valid).sum())
+        sums["bg_hit"] += float((bg_cue & (mask == 0)).sum())
+        sums["cued"] += float((cue.any(0) & valid).sum())
+        sums["pixels"] += float(valid.sum())
+
+    def ratio(a: str, b: str) -> float:
+        return sums[a] / sums[b] if sums[b] else float("nan")
+
+    return {"fg precision": ratio("fg_right", "fg_cued"), "fg recall": ratio("obj_hit", "obj"),
+            "bg precision": ratio("bg_right", "bg_cued"), "bg recall": ratio("bg_hit", "bg"),
+            "cued": ratio("cued", "pixels")}

@@ -1,4 +1,4 @@
-"""gainlib.explorer: the σ/ω explorer's numbers and the structure of its static and live widgets.
+"""gainbook.explorer: the σ/ω explorer's numbers and the structure of its static and live widgets.
 
 The browser side (the static explorer switching panels with no kernel) is tested on the built
 book in tests/test_book_html.py.
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import gainlib
-from gainlib.explorer import masked_scores, prepare_explorer
+from gainbook.explorer import masked_scores, prepare_explorer
 
 widgets = pytest.importorskip("ipywidgets")
 pytest.importorskip("matplotlib")
@@ -71,7 +71,7 @@ def test_the_explorer_leaves_the_model_in_the_mode_it_found(model, images):
 
 
 def test_static_explorer_links_every_level_of_a_precomputed_grid(model, images):
-    from gainlib.explorer import static_explorer
+    from gainbook.explorer import static_explorer
 
     explorer = static_explorer(model, images, CLASS_NAMES, sigmas=SIGMAS, omegas=OMEGAS)
     controls = explorer.controls
@@ -102,7 +102,7 @@ def test_static_explorer_links_every_level_of_a_precomputed_grid(model, images):
 
 
 def test_live_explorer_redraws_on_every_control(model, images):
-    from gainlib.explorer import live_explorer
+    from gainbook.explorer import live_explorer
 
     explorer = live_explorer(model, images, CLASS_NAMES)
     attention, masking = explorer.views["attention"], explorer.views["masking"]
@@ -134,7 +134,7 @@ class _TinySet:
 
 
 def test_static_attention_picker_holds_one_linked_panel_per_model(model, images):
-    from gainlib.explorer import attention_picker
+    from gainbook.explorer import attention_picker
 
     other = gainlib.GAIN.from_name("small_cnn", num_classes=len(CLASS_NAMES)).eval()
     data = _TinySet(torch.cat([images, images[:1]]))
@@ -152,7 +152,7 @@ def test_static_attention_picker_holds_one_linked_panel_per_model(model, images)
                     "attention of first for class no class on image 2"]
     assert first != second, "two models render the same panel"
     # The map shown is the model's Grad-CAM of that class.
-    from gainlib.explorer import _PickerRenderer
+    from gainbook.explorer import _PickerRenderer
 
     render = _PickerRenderer(data, CLASS_NAMES, 32, None, "jet", None, None)
     batch, classes, _ = render.batch([0, 1, 2])
@@ -163,7 +163,7 @@ def test_static_attention_picker_holds_one_linked_panel_per_model(model, images)
 
 
 def test_live_attention_picker_recomputes_on_model_and_page(model, images):
-    from gainlib.explorer import attention_picker
+    from gainbook.explorer import attention_picker
 
     other = gainlib.GAIN.from_name("small_cnn", num_classes=len(CLASS_NAMES)).eval()
     data = _TinySet(torch.cat([images, images[:1]]))

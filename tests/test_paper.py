@@ -1,9 +1,9 @@
-"""The paper's numbers as transcribed in gainlib.paper: checked against each other, since the
+"""The paper's numbers as transcribed in gainbook.paper: checked against each other, since the
 paper repeats several of them and Table 7's "overall" is the mean of its two scenarios."""
 
 import pytest
 
-from gainlib import paper
+from gainbook import paper
 
 
 def _val(rows, method, **where):
@@ -49,7 +49,7 @@ def test_paper_table_indexes_by_method():
 
 
 def test_extra_label_counts_keep_the_papers_shares():
-    from gainlib.paper import EXTRA_LABEL_COUNTS, extra_label_count
+    from gainbook.paper import EXTRA_LABEL_COUNTS, extra_label_count
 
     assert [extra_label_count(n, 10_582) for n in EXTRA_LABEL_COUNTS] == [200, 400, 900, 1464]
     assert [extra_label_count(n, 1500) for n in EXTRA_LABEL_COUNTS] == [28, 57, 128, 207]
@@ -62,7 +62,7 @@ def test_extra_label_counts_keep_the_papers_shares():
 
 
 def test_table_2_rows_have_21_classes_and_agree_with_tables_1_3_4():
-    from gainlib.paper import TABLE_1_EXTRA, TABLE_1_IMAGE_LEVEL, TABLE_2, TABLE_3, TABLE_4, VOC_TABLE_COLUMNS
+    from gainbook.paper import (TABLE_1_EXTRA, TABLE_1_IMAGE_LEVEL, TABLE_2, TABLE_3, TABLE_4, VOC_TABLE_COLUMNS)
 
     assert len(VOC_TABLE_COLUMNS) == 21
     for row in TABLE_2:

@@ -341,6 +341,9 @@ def test_sdist_and_wheel_build_install_in_a_fresh_venv_and_import_without_the_ex
         info = HeaderParser().parsestr(zf.read(f"gainlib-{version}.dist-info/METADATA").decode())
     assert info["Version"] == version and info["License-Expression"] == "MIT"
     assert f"gainlib-{version}.dist-info/licenses/LICENSE" in names
+    assert "gainlib/__init__.py" in names and "gainbook/cache.py" in names
+    fixtures = sorted(n for n in names if n.startswith("tests/") or "tiny_voc" in n)
+    assert not fixtures, f"the wheel ships test fixtures: {fixtures}"
     runtime = [r for r in info.get_all("Requires-Dist") if "extra ==" not in r]
     assert sorted(runtime) == sorted(PYPROJECT["project"]["dependencies"])
 

@@ -1,4 +1,4 @@
-"""gainlib.reproduce: the plan of the paper-scale run (chapter 7), its tables and its command line.
+"""gainbook.reproduce: the plan of the paper-scale run (chapter 7), its tables and its command line.
 The plan is checked without data or weights (specs only); one tiny ci run trains on the generated
 VOC tree."""
 
@@ -9,13 +9,14 @@ import math
 
 import pytest
 
-from gainlib import reproduce
+from gainbook import reproduce
 from gainlib.data import mark_extra_labels
 from gainlib.data.voc_layout import DataFileError
-from gainlib.experiments import book_profile, load_split
-from gainlib.paper import TABLE_1_EXTRA, TABLE_1_IMAGE_LEVEL, TABLE_4, VOC_TRAIN_IMAGES, extra_label_count
-from gainlib.tiny_voc import make_tiny_voc
-from gainlib.wsss import SEGMENTATION_PROFILES
+from gainbook.profiles import book_profile
+from gainbook.runs import load_split
+from gainbook.paper import (TABLE_1_EXTRA, TABLE_1_IMAGE_LEVEL, TABLE_4, VOC_TRAIN_IMAGES, extra_label_count)
+from fixtures.tiny_voc import make_tiny_voc
+from gainbook.profiles import segmentation_settings
 
 PAPER = book_profile("paper")
 
@@ -70,7 +71,7 @@ def test_segmentation_runs_are_table_1s_rows_with_the_papers_networks():
     for job in jobs:
         assert job.spec.cues_from == job.attention.spec and job.spec.seed == 0
         if job.spec.framework == "sec":       # SEC's DeepLab-LargeFOV settings
-            expected = SEGMENTATION_PROFILES["paper"]
+            expected = segmentation_settings("paper")
         else:                                 # the paper's own framework (Sec. 4.1)
             expected = reproduce.OWN_FRAMEWORK_PAPER
         assert {k: getattr(job.spec, k) for k in expected} == expected
@@ -187,12 +188,12 @@ def test_attention_stage_under_torchrun_writes_each_model_once(tiny, tmp_path):
             "--cache-dir", str(tmp_path), "--stage", "attention"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                          "--standalone", "-m", "gainlib.reproduce", *args],
+                          "--standalone", "-m", "gainbook.reproduce", *args],
                          capture_output=True, text=True, env=env, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "2 processes" in run.stdout and run.stdout.count("trained in") == 4
     assert sorted(p.name for p in tmp_path.glob("*/model.pt")) == ["model.pt"] * 5   # 4 runs + their classifier
     assert not list(tmp_path.glob("*/*.tmp")) and not list(tmp_path.glob("*/last.pt"))
-    again = subprocess.run([sys.executable, "-m", "gainlib.reproduce", *args],
+    again = subprocess.run([sys.executable, "-m", "gainbook.reproduce", *args],
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and again.stdout.count("loaded from the cache") == 4

@@ -1,4 +1,4 @@
-"""gainlib.viz: overlays, the Fig.-5-style panel grid and results tables (no display needed)."""
+"""gainbook.viz: overlays, the Fig.-5-style panel grid and results tables (no display needed)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gainlib.data.protocol import IMAGENET_MEAN, IMAGENET_STD
-from gainlib.viz import display_image
+from gainbook.viz import display_image
 
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
@@ -23,7 +23,7 @@ def _normalized(rgb: torch.Tensor) -> torch.Tensor:
 
 
 def test_importing_gainlib_loads_neither_matplotlib_nor_pandas():
-    code = ("import sys, gainlib, gainlib.viz, gainlib.explorer; "
+    code = ("import sys, gainlib, gainbook.viz, gainbook.explorer; "
             "print(sorted(m for m in ('matplotlib', 'pandas', 'ipywidgets') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -41,7 +41,7 @@ def test_display_image_undoes_the_normalisation_and_accepts_channels_last():
 
 
 def test_attention_overlay_blends_the_colour_map_over_the_image():
-    from gainlib.viz import attention_overlay
+    from gainbook.viz import attention_overlay
 
     rgb = torch.rand(3, 8, 8)
     heat = torch.rand(8, 8)
@@ -55,7 +55,7 @@ def test_attention_overlay_blends_the_colour_map_over_the_image():
 
 
 def test_attention_panels_has_a_titled_column_per_method_and_a_row_per_image():
-    from gainlib.viz import attention_panels
+    from gainbook.viz import attention_panels
 
     images = torch.randn(3, 3, 16, 16)
     maps = torch.rand(3, 16, 16)
@@ -70,7 +70,7 @@ def test_attention_panels_has_a_titled_column_per_method_and_a_row_per_image():
 
 
 def test_attention_panels_colour_maps_per_column():
-    from gainlib.viz import attention_overlay, attention_panels
+    from gainbook.viz import attention_overlay, attention_panels
 
     images = torch.randn(1, 3, 8, 8)
     mask = (torch.rand(1, 8, 8) > 0.5).float()
@@ -90,7 +90,7 @@ RECORDS = [
 
 def test_results_summary_is_the_same_for_every_accepted_shape():
     pytest.importorskip("pandas")
-    from gainlib.viz import summarize_results
+    from gainbook.viz import summarize_results
 
     by_method = {"classifier": [r for r in RECORDS if r["method"] == "classifier"],
                  "GAIN": [r for r in RECORDS if r["method"] == "GAIN"]}
@@ -108,7 +108,7 @@ def test_results_summary_is_the_same_for_every_accepted_shape():
 
 def test_results_table_formats_mean_plus_minus_std():
     pytest.importorskip("pandas")
-    from gainlib.viz import results_table
+    from gainbook.viz import results_table
 
     table = results_table(RECORDS, metrics=["iou", "accuracy"], digits=2, percent=["accuracy"])
     assert list(table.columns) == ["iou", "accuracy (%)", "seeds"]
@@ -122,7 +122,7 @@ def test_results_table_formats_mean_plus_minus_std():
 
 
 def test_compare_methods_pairs_seeds_and_counts_wins():
-    from gainlib.viz import compare_methods
+    from gainbook.viz import compare_methods
 
     line = compare_methods(RECORDS, "iou", "GAIN", "classifier")
     assert line == "iou: GAIN 52.0 vs classifier 32.0 (+20.0 points; higher on 2 of 2 seeds)"
@@ -133,7 +133,7 @@ def test_compare_methods_pairs_seeds_and_counts_wins():
 
 
 def test_curve_plot_draws_the_seed_mean_of_each_group_in_x_order():
-    from gainlib.viz import curve_plot
+    from gainbook.viz import curve_plot
 
     records = [{"method": "p", "labels": n, "seed": s, "iou": base + 0.01 * s}
                for n, base in ((200, 0.30), (28, 0.20)) for s in (0, 1, 2)]
@@ -152,7 +152,7 @@ def test_curve_plot_draws_the_seed_mean_of_each_group_in_x_order():
 def test_label_panels_colour_classes_and_leave_the_background_as_the_image():
     from matplotlib.colors import to_rgb
 
-    from gainlib.viz import LABEL_COLOURS, label_panels
+    from gainbook.viz import LABEL_COLOURS, label_panels
 
     image = torch.full((1, 3, 4, 4), 0.25)
     labels = torch.zeros(1, 4, 4, dtype=torch.long)

@@ -1,7 +1,7 @@
-"""The tiny generated VOC 2012 + SBD tree of the data tests: :mod:`gainlib.tiny_voc`, under the
+"""The tiny generated VOC 2012 + SBD tree of the data tests: :mod:`tests.fixtures.tiny_voc`, under the
 names the tests use (chapter 7 generates the same tree for its smoke run)."""
 
-from gainlib.tiny_voc import TinyVOC as FakeVOC
-from gainlib.tiny_voc import make_tiny_voc as make_fake_voc
+from fixtures.tiny_voc import TinyVOC as FakeVOC
+from fixtures.tiny_voc import make_tiny_voc as make_fake_voc
 
 __all__ = ["FakeVOC", "make_fake_voc"]

@@ -4,10 +4,12 @@
   :class:`SyntheticOrientation`, :func:`synthetic_splits`), generated on the fly.
 * :mod:`gainlib.data.voc` -- PASCAL VOC 2012 + SBD, or any set in VOC layout (:class:`VOCDataset`).
 * :mod:`gainlib.data.saliency` -- saliency priors for L_bbox (Eq. 9).
+* :func:`iter_batches` -- a dataset (or some of its samples) in collated batches.
 * :mod:`gainlib.data.extra_labels` -- :func:`mark_extra_labels` picks the samples whose mask or
   boxes feed the extra-supervision streams.
 """
 
+from gainlib.data.batching import iter_batches
 from gainlib.data.extra_labels import mark_extra_labels, pick_subset
 from gainlib.data.protocol import (
     IGNORE_INDEX,
@@ -33,6 +35,7 @@ from gainlib.data.voc import VOCDataset, voc_transforms
 from gainlib.data.voc_layout import VOC_CLASSES, DataFileError, read_id_list, write_id_list
 
 __all__ = [
+    "iter_batches",
     "IGNORE_INDEX",
     "IMAGENET_MEAN",
     "IMAGENET_STD",

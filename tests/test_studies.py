@@ -1,4 +1,4 @@
-"""gainlib.bias: Table 7's accuracies on hand-made scores."""
+"""gainbook.studies: Table 7's accuracies on hand-made scores."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from gainlib.bias import biased_boat_accuracy, class_scores
+from gainbook.studies import biased_boat_accuracy, class_scores
 
 
 class _ScoreIsPixel(nn.Module):
@@ -61,7 +61,7 @@ def _orientation_model(num_classes: int):
 
 @pytest.mark.parametrize("variant", ["camera", "workpiece"])
 def test_orientation_scores_are_shares_and_lighting_agreement(variant):
-    from gainlib.bias import orientation_scores
+    from gainbook.studies import orientation_scores
     from gainlib.data import SyntheticOrientation
 
     # shortcut_strength=1: the lamp always points at the class, so following it is being right.
@@ -76,7 +76,7 @@ def test_orientation_scores_are_shares_and_lighting_agreement(variant):
 
 
 def test_orientation_scores_count_right_answers():
-    from gainlib.bias import orientation_scores
+    from gainbook.studies import orientation_scores
     from gainlib.data import SyntheticOrientation
 
     data = SyntheticOrientation("test_shifted", 12, variant="camera", image_size=32, saliency=None)

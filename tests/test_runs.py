@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from gainlib.experiments import (
-    DataSpec, RunSpec, attention_by_region, book_profile, load_split, train_run,
-)
+from gainbook.runs import DataSpec, RunSpec, load_split, train_run
+from gainbook.studies import attention_by_region
+from gainbook.profiles import book_profile
 from gainlib.trainer import TrainConfig
 
 TINY = DataSpec(image_size=32, n_train=24, n_eval=8)
@@ -77,7 +77,7 @@ def test_book_profile_overrides():
 
 
 def test_orientation_data_and_profiles():
-    from gainlib.experiments import orientation_profile
+    from gainbook.profiles import orientation_profile
 
     camera = DataSpec("camera", image_size=32, n_train=8, n_eval=4)
     assert camera.num_classes == 2 and DataSpec("workpiece").num_classes == 4
@@ -141,12 +141,13 @@ def test_attention_by_region_on_known_maps():
 
 
 def test_region_records_average_each_split_per_seed():
-    from gainlib.experiments import region_records
+    from gainbook.studies import region_records
 
     scenes = load_split(TINY, "val")
     models = {"perfect": {0: _PerfectModel(scenes, "object"), 1: _PerfectModel(scenes, "part")}}
     records = region_records(models, TINY, ["val"])
-    assert [(r["method"], r["seed"]) for r in records] == [("perfect, val", 0), ("perfect, val", 1)]
+    assert [(r["method"], r["split"], r["seed"]) for r in records] == [
+        ("perfect", "val", 0), ("perfect", "val", 1)]
     assert records[0]["iou"] == pytest.approx(1.0) and records[0]["body"] == pytest.approx(1.0)
     assert records[1]["body"] == pytest.approx(0.0)
     expected = attention_by_region(models["perfect"][1], scenes)["iou"].mean()
@@ -156,7 +157,7 @@ def test_region_records_average_each_split_per_seed():
 def test_mining_scores_match_a_direct_computation(tmp_path):
     from gainlib import masked_image, soft_mask
     from gainlib.data.protocol import collate_samples
-    from gainlib.experiments import mining_scores
+    from gainbook.studies import mining_scores
 
     model = train_run(_spec(), tmp_path, device="cpu").model
     scenes = load_split(TINY, "val")
@@ -170,14 +171,3 @@ def test_mining_scores_match_a_direct_computation(tmp_path):
     assert scores["s(I*)"] == pytest.approx(after.mean().item(), abs=1e-6)
     assert scores["survives"] == pytest.approx((after > 0.5).float().mean().item())
     assert scores["erased"] == pytest.approx(mask[out.valid].mean().item(), abs=1e-6)
-
-
-def test_source_digest_covers_the_training_code_only():
-    from gainlib import experiments
-
-    files = {str(p.relative_to(experiments._PACKAGE)) for name in experiments._TRAINING_SOURCES
-             for p in ((experiments._PACKAGE / name).rglob("*.py")
-                       if (experiments._PACKAGE / name).is_dir() else [experiments._PACKAGE / name])}
-    assert {"gain.py", "trainer.py", "attention.py", "data/synthetic.py"} <= files
-    assert all((experiments._PACKAGE / f).exists() for f in files)      # no stale names
-    assert "viz.py" not in files and "explorer.py" not in files

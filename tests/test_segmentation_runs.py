@@ -1,4 +1,4 @@
-"""gainlib.wsss: cues over a dataset, the three segmentation frameworks, the cache and the scores."""
+"""gainbook.segmentation_runs: cues over a dataset, the three segmentation frameworks, the cache and the scores."""
 
 from __future__ import annotations
 
@@ -8,13 +8,11 @@ import pytest
 import torch
 
 from gainlib.data.protocol import collate_samples
-from gainlib.experiments import DataSpec, RunSpec, load_split, train_run
+from gainbook.runs import DataSpec, RunSpec, load_split, train_run
 from gainlib.segmentation import localization_cues
 from gainlib.trainer import TrainConfig
-from gainlib.wsss import (
-    SegmentationSpec, attention_cues, predict_segmentation, segmentation_scores, segmentation_spec,
-    train_segmentation,
-)
+from gainbook.segmentation_runs import SegmentationSpec, segmentation_spec, train_segmentation
+from gainlib.segmentation import attention_cues, predict_segmentation, segmentation_scores
 
 TINY = DataSpec(image_size=32, n_train=24, n_eval=8)
 CUE_MODEL = RunSpec(TINY, TrainConfig(mode="classifier", epochs=1, batch_size=8, seed=0), widths=(4, 8))
@@ -70,7 +68,7 @@ def test_each_framework_trains_once_then_loads_the_same_network(tmp_path, framew
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in first.history)
     again = train_segmentation(spec, tmp_path)
     assert again.cached and again.history == first.history
-    for a, b in zip(first.network.state_dict().values(), again.network.state_dict().values()):
+    for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()):
         torch.testing.assert_close(a, b)
 
 
@@ -79,7 +77,7 @@ def test_supervised_training_fits_the_masks(tmp_path):
     run = train_segmentation(spec, tmp_path)
     assert run.history[-1]["loss"] < 0.6 * run.history[0]["loss"]
     train = load_split(TINY, "train")
-    scores = segmentation_scores(predict_segmentation(run.network, train), train, train.classes)
+    scores = segmentation_scores(predict_segmentation(run.model, train), train, train.classes)
     assert scores["background"] > 0.5
 
 
@@ -120,14 +118,14 @@ def test_crf_prediction_keeps_the_shape_and_labels(tmp_path):
     pytest.importorskip("pydensecrf")
     run = train_segmentation(_spec("supervised"), tmp_path)
     val = load_split(TINY, "val")
-    plain = predict_segmentation(run.network, val)
-    refined = predict_segmentation(run.network, val, crf=True)
+    plain = predict_segmentation(run.model, val)
+    refined = predict_segmentation(run.model, val, crf=True)
     assert plain.shape == refined.shape == (len(val), 32, 32)
     assert int(refined.max()) <= TINY.num_classes and int(refined.min()) >= 0
 
 
 def test_paper_profile_steps_the_learning_rate_as_sec():
-    from gainlib.wsss import _learning_rate
+    from gainbook.segmentation_runs import _learning_rate
 
     spec = segmentation_spec("paper", TINY, "sec", CUE_MODEL)
     assert spec.network == "largefov" and spec.batch_size == 15

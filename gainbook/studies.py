@@ -1,4 +1,12 @@
-"""The bias studies of the paper's Sec. 5: does a classifier recognise the object, or its context?
+"""What the chapters measure on trained models: where attention falls, what attention mining
+sees, and the bias studies of the paper's Sec. 5.
+
+**Regions** (chapters 1-3): :func:`attention_by_region` splits each map over an object's
+discriminative part, the rest of its body, its usual context and everything else;
+:func:`region_records` averages it over splits, methods and seeds. **Attention mining**
+(chapter 2): :func:`mining_scores`.
+
+**Does a classifier recognise the object, or its context?**
 
 **Biased Boat** (Sec. 5.1, Table 7). In VOC most boats are on water, so a classifier can answer
 "boat" by looking at the water. The paper tests it on two kinds of images: boats *without*
@@ -21,16 +29,127 @@ probability is above one half, as the multi-label classifier is trained (Eq. 6's
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from gainlib.data.protocol import collate_samples
+from gainbook.runs import DataSpec, load_split
+from gainlib.data import iter_batches
+from gainlib.masking import masked_image, soft_mask
+from gainlib.models import eval_mode
 
-__all__ = ["class_scores", "biased_boat_accuracy", "orientation_scores"]
+__all__ = ["REGIONS", "attention_by_region", "region_records", "mining_scores", "class_scores",
+           "biased_boat_accuracy", "orientation_scores"]
+
+
+REGIONS = ("part", "body", "context", "elsewhere")
+
+
+def _regions(scenes: Any, index: int, cls: int) -> dict[str, np.ndarray]:
+    obj = scenes.masks[index] == cls + 1
+    part = obj & scenes.part_masks[index]
+    context = (scenes.context_maps[index] == cls + 1) & ~obj
+    return {"object": obj, "part": part, "body": obj & ~part, "context": context,
+            "elsewhere": ~obj & ~context}
+
+
+def attention_by_region(model: nn.Module, scenes: Any, threshold: float = 0.5,
+                        indices: Sequence[int] | None = None, batch_size: int = 64) -> "Any":
+    """Where a model's attention falls on synthetic scenes, one row per (image, true class).
+
+    For the map ``A^c`` of each ground-truth class, thresholded at ``threshold`` (relative to
+    its peak): the fraction of the object's discriminative ``part`` covered, of the rest of
+    its ``body``, of its usual ``context`` patches, and of everything ``elsewhere``; and the
+    ``iou`` and ``coverage`` of the thresholded map against the object's mask. NaN where the
+    region is empty (e.g. no context patch).
+
+    Args:
+        model: a GAIN model; scenes: a :class:`~gainlib.data.SyntheticScenes` split.
+
+    Returns:
+        A pandas DataFrame with columns ``image, class, part, body, context, elsewhere, iou,
+        coverage``.
+    """
+    import pandas as pd
+
+    rows = []
+    device = next(model.parameters()).device
+    for chunk, batch in iter_batches(scenes, indices, batch_size):
+        out = model.attention(batch["image"].to(device), labels=batch["labels"].to(device))
+        above: Tensor = (out.maps > threshold).cpu()
+        for j, index in enumerate(chunk):
+            for k in range(out.classes.shape[1]):
+                if not out.valid[j, k]:
+                    continue
+                cls = int(out.classes[j, k])
+                hit = above[j, k].numpy()
+                regions = _regions(scenes, index, cls)
+                row = {"image": index, "class": scenes.classes[cls]}
+                for name in REGIONS:
+                    region = regions[name]
+                    row[name] = float(hit[region].mean()) if region.any() else float("nan")
+                obj = regions["object"]
+                row["iou"] = float((hit & obj).sum() / max((hit | obj).sum(), 1))
+                row["coverage"] = float(hit[obj].mean()) if obj.any() else float("nan")
+                rows.append(row)
+    return pd.DataFrame(rows, columns=["image", "class", *REGIONS, "iou", "coverage"])
+
+
+def region_records(models: Mapping[Any, Mapping[int, nn.Module]], data: DataSpec,
+                   splits: Sequence[str], threshold: float = 0.5) -> list[dict[str, Any]]:
+    """:func:`attention_by_region` of several methods and seeds, averaged over each split.
+
+    Args:
+        models: ``{method: {seed: model}}`` (a method is any label, e.g. a
+            :class:`gainbook.chapters.Method`).
+        data: the synthetic data of the runs; ``splits``: which of its splits to measure.
+
+    Returns:
+        One record per (method, split, seed): ``{"method": method, "split": split, "seed": ...,
+        "part", "body", "context", "elsewhere", "iou"}`` — the input of
+        :func:`gainbook.viz.results_table` (``by=("method", "split")``).
+    """
+    records = []
+    for name, by_seed in models.items():
+        for split in splits:
+            scenes = load_split(data, split)
+            for seed, model in by_seed.items():
+                means = attention_by_region(model, scenes, threshold)[[*REGIONS, "iou"]].mean()
+                records.append({"method": name, "split": split, "seed": seed, **means.to_dict()})
+    return records
+
+
+def mining_scores(model: nn.Module, dataset: Dataset, batch_size: int = 64) -> dict[str, float]:
+    """What attention mining sees on ``dataset``: the mean, over (image, true class) pairs, of
+    the class probability ``s^c(I)`` of the image, of ``s^c(I*^c)`` of the image erased with
+    the model's own soft mask (Eq. 3-4, the model's sigma and omega), and of the erased
+    fraction ``mean T(A^c)``; ``survives`` is the fraction of pairs whose erased image still
+    scores above 0.5 (evidence the map missed)."""
+    device = next(model.parameters()).device
+    config = model.config
+    sums = {"s(I)": 0.0, "s(I*)": 0.0, "erased": 0.0, "survives": 0.0}
+    count = 0
+    with eval_mode(model):
+        for _, batch in iter_batches(dataset, batch_size=batch_size):
+            images, labels = batch["image"].to(device), batch["labels"].to(device)
+            out = model.attention(images, labels=labels)
+            if not out.valid.any():
+                continue
+            mask = soft_mask(out.maps, config.sigma, config.omega)
+            with torch.no_grad():
+                masked = torch.sigmoid(model(masked_image(images, mask)[out.valid]))
+            classes = out.classes[out.valid]
+            after = masked.gather(1, classes[:, None])[:, 0]
+            before = torch.sigmoid(out.logits).gather(1, out.classes)[out.valid]
+            sums["s(I)"] += before.sum().item()
+            sums["s(I*)"] += after.sum().item()
+            sums["erased"] += mask[out.valid].mean(dim=(-2, -1)).sum().item()
+            sums["survives"] += (after > 0.5).sum().item()
+            count += int(out.valid.sum())
+    return {k: v / max(count, 1) for k, v in sums.items()}
 
 
 @torch.no_grad()
@@ -40,17 +159,12 @@ def class_scores(model: nn.Module, dataset: Dataset, cls: int, batch_size: int =
     Returns:
         ``(logits [N], present [N] bool)``.
     """
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     logits, present = [], []
-    try:
-        for start in range(0, len(dataset), batch_size):
-            batch = collate_samples([dataset[i] for i in range(start, min(len(dataset), start + batch_size))])
+    with eval_mode(model):
+        for _, batch in iter_batches(dataset, batch_size=batch_size):
             logits.append(model(batch["image"].to(device))[:, cls].float().cpu())
             present.append(batch["labels"][:, cls] > 0.5)
-    finally:
-        model.train(was_training)
     return torch.cat(logits), torch.cat(present)
 
 
@@ -109,12 +223,8 @@ def orientation_scores(model: nn.Module, dataset: Dataset, batch_size: int = 64)
     size = dataset.images.shape[1]
     centres = torch.arange(size) + 0.5
     correct, lighting, shares = [], [], []
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, len(dataset), batch_size):
-            index = range(start, min(len(dataset), start + batch_size))
-            batch = collate_samples([dataset[i] for i in index])
+    with eval_mode(model):
+        for index, batch in iter_batches(dataset, batch_size=batch_size):
             out = model.attention(batch["image"].to(device), labels=batch["labels"].to(device))
             predicted = out.logits.argmax(1).cpu()
             truth = batch["labels"].argmax(1)
@@ -132,8 +242,6 @@ def orientation_scores(model: nn.Module, dataset: Dataset, batch_size: int = 64)
                 shares.append([float(maps[j][critical].sum() / total),
                                float(maps[j][obj & ~critical].sum() / total),
                                float(maps[j][~obj & ~critical].sum() / total)])
-    finally:
-        model.train(was_training)
     region = np.asarray(shares).mean(0) if shares else np.full(3, np.nan)
     return {"accuracy": float(torch.cat(correct).float().mean()),
             "follows lighting": float(torch.cat(lighting).float().mean()),

@@ -1,7 +1,7 @@
 """Plotting helpers for the book's chapters: attention overlays, Fig.-5-style panels, results tables.
 
 The chapters import these instead of carrying plotting code. matplotlib and pandas (the ``book``
-extra) are imported inside the functions that need them, so ``import gainlib.viz`` works without
+extra) are imported inside the functions that need them, so ``import gainbook.viz`` works without
 them; ``import gainlib`` never imports this module.
 
 Images may be given as the network sees them (normalised ``[3, H, W]`` tensors, undone with
@@ -28,6 +28,7 @@ __all__ = [
     "attention_overlay",
     "show_attention",
     "attention_panels",
+    "image_grid",
     "summarize_results",
     "results_table",
     "compare_methods",
@@ -150,6 +151,30 @@ def attention_panels(images: torch.Tensor | Sequence[torch.Tensor | np.ndarray],
     return fig
 
 
+def image_grid(images: torch.Tensor | Sequence[torch.Tensor | np.ndarray],
+               titles: Sequence[str] | None = None, *, ncols: int = 3,
+               panel_size: float = 1.6, normalized: bool = True) -> "Figure":
+    """Images in a grid of ``ncols`` columns, each with an optional title (closed in pyplot,
+    as :func:`attention_panels`)."""
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"{len(titles)} titles for {n} images")
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols, panel_size * nrows),
+                             squeeze=False, layout="constrained")
+    for index, ax in enumerate(axes.flat):
+        if index < n:
+            show_attention(ax, images[index], None, normalized=normalized,
+                           title=None if titles is None else titles[index])
+        else:
+            ax.set_axis_off()
+    plt.close(fig)
+    return fig
+
+
 def _records(results: Any, by: str, seed_key: str) -> list[dict[str, Any]]:
     """Normalise the accepted results shapes to a list of flat records."""
     if isinstance(results, Mapping):
@@ -168,7 +193,11 @@ def _records(results: Any, by: str, seed_key: str) -> list[dict[str, Any]]:
     return [dict(record) for record in results]  # [record, ...]
 
 
-def summarize_results(results: Any, by: str = "method", seed_key: str = "seed",
+def _keys(by: str | Sequence[str]) -> list[str]:
+    return [by] if isinstance(by, str) else list(by)
+
+
+def summarize_results(results: Any, by: str | Sequence[str] = "method", seed_key: str = "seed",
                       metrics: Sequence[str] | None = None) -> "pd.DataFrame":
     """Mean, standard deviation (over seeds, ``ddof=1``) and number of seeds of every metric.
 
@@ -177,7 +206,8 @@ def summarize_results(results: Any, by: str = "method", seed_key: str = "seed",
             * a list of records ``{"method": "GAIN", "seed": 0, "accuracy": 0.91, ...}``;
             * ``{method: [record per seed, ...]}``;
             * ``{method: {metric: [value per seed, ...]}}``.
-        by: the record key that names a row (kept in first-appearance order).
+        by: the record key that names a row, or several (e.g. ``("method", "split")``); rows
+            keep their first-appearance order.
         seed_key: the record key that is not a metric (ignored when absent).
         metrics: the metric columns, in order (default: every other numeric key).
 
@@ -186,28 +216,30 @@ def summarize_results(results: Any, by: str = "method", seed_key: str = "seed",
     """
     import pandas as pd
 
-    frame = pd.DataFrame(_records(results, by, seed_key))
-    if frame.empty or by not in frame:
-        raise ValueError(f"no results with a {by!r} key to summarise")
+    keys = _keys(by)
+    frame = pd.DataFrame(_records(results, keys[0], seed_key))
+    if frame.empty or any(k not in frame for k in keys):
+        raise ValueError(f"no results with the key(s) {keys} to summarise")
     if metrics is None:
         metrics = [c for c in frame.columns
-                   if c not in (by, seed_key) and pd.api.types.is_numeric_dtype(frame[c])]
+                   if c not in (*keys, seed_key) and pd.api.types.is_numeric_dtype(frame[c])]
     missing = [m for m in metrics if m not in frame]
     if missing:
         raise KeyError(f"metrics {missing} are not in the results (columns: {list(frame.columns)})")
-    grouped = frame.groupby(by, sort=False)[list(metrics)]
+    grouped = frame.groupby(keys if len(keys) > 1 else keys[0], sort=False)[list(metrics)]
     summary = pd.concat({"mean": grouped.mean(), "std": grouped.std(ddof=1), "n": grouped.count()},
                         axis=1)
     return summary.swaplevel(axis=1)[[(m, s) for m in metrics for s in ("mean", "std", "n")]]
 
 
-def results_table(results: Any, by: str = "method", seed_key: str = "seed",
+def results_table(results: Any, by: str | Sequence[str] = "method", seed_key: str = "seed",
                   metrics: Sequence[str] | None = None, digits: int = 3,
                   percent: Sequence[str] = ()) -> "pd.DataFrame":
     """A results table for display: one row per ``by``, one ``"mean ± std"`` cell per metric.
 
-    The standard deviation is over seeds; a row with a single seed shows the mean alone. A last
-    column ``seeds`` gives the number of seeds behind each row (from the first metric).
+    The standard deviation is over seeds; a row with a single seed shows the mean alone, and a
+    cell without a value shows "–". A last column ``seeds`` gives the number of seeds behind
+    each row (from the first metric).
 
     Args:
         results, by, seed_key, metrics: see :func:`summarize_results`.
@@ -226,14 +258,14 @@ def results_table(results: Any, by: str = "method", seed_key: str = "seed",
         scale = 100.0 if metric in percent else 1.0
         mean, std = summary[(metric, "mean")] * scale, summary[(metric, "std")] * scale
         label = f"{metric} (%)" if metric in percent else metric
-        table[label] = [f"{m:.{digits}f}" if pd.isna(s) else f"{m:.{digits}f} ± {s:.{digits}f}"
-                        for m, s in zip(mean, std)]
+        table[label] = ["–" if pd.isna(m) else f"{m:.{digits}f}" if pd.isna(s)
+                        else f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(mean, std)]
     table["seeds"] = summary[(names[0], "n")].astype(int) if names else 0
     return table
 
 
-def compare_methods(results: Any, metric: str, method: str, baseline: str, *,
-                    by: str = "method", seed_key: str = "seed") -> str:
+def compare_methods(results: Any, metric: str, method: Any, baseline: Any, *,
+                    by: str = "method", seed_key: str = "seed", **where: Any) -> str:
     """A one-line verdict: ``method`` against ``baseline`` on ``metric``, paired by seed.
 
     Gives both means in percent, the mean difference in points and on how many seeds
@@ -243,6 +275,7 @@ def compare_methods(results: Any, metric: str, method: str, baseline: str, *,
     Args:
         results: records as accepted by :func:`summarize_results` (values in [0, 1]).
         metric: the metric to compare; method, baseline: values of the ``by`` key.
+        where: only the records with these values (e.g. ``split="val"``).
 
     Raises:
         ValueError: when the two methods were not run on the same seeds.
@@ -250,6 +283,8 @@ def compare_methods(results: Any, metric: str, method: str, baseline: str, *,
     import pandas as pd
 
     frame = pd.DataFrame(_records(results, by, seed_key))
+    for key, value in where.items():
+        frame = frame[frame[key] == value]
     ours = frame[frame[by] == method].set_index(seed_key)[metric]
     base = frame[frame[by] == baseline].set_index(seed_key)[metric]
     if ours.empty or sorted(ours.index) != sorted(base.index):

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from gainlib.data.protocol import IMAGENET_MEAN, IMAGENET_STD
 from gainlib.masking import DEFAULT_OMEGA, DEFAULT_SIGMA, masked_image, soft_mask
-from gainlib.viz import display_image
+from gainbook.viz import display_image
 
 __all__ = [
     "DEFAULT_SIGMAS",

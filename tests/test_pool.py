@@ -4,16 +4,19 @@ training them one by one."""
 from __future__ import annotations
 
 import math
+import os
+import signal
 import time
 
 import pytest
 import torch
 
-from gainlib.experiments import book_profile, train_run, train_runs
-from gainlib.experiments import load_split
-from gainlib.parallel import MIN_ITEMS, run_in_processes
-from gainlib.wsss import (predict_segmentation, segmentation_reports, segmentation_scores,
-                          segmentation_spec, train_segmentations)
+from gainbook.profiles import book_profile
+from gainbook.runs import train_run, train_runs
+from gainbook.runs import load_split
+from gainbook.pool import MIN_ITEMS, WorkerDied, run_in_processes
+from gainlib.segmentation import predict_segmentation, segmentation_scores
+from gainbook.segmentation_runs import segmentation_reports, segmentation_spec, train_segmentations
 
 
 def fails_on_three(x: int) -> int:
@@ -51,6 +54,24 @@ def test_a_failing_run_is_named_and_stops_the_pool():
         run_in_processes(math.factorial, [1], workers=0)
 
 
+def dies_on_two(x: int) -> int:
+    if x == 2:
+        os.kill(os.getpid(), signal.SIGKILL)      # as the OOM killer would
+    time.sleep(0.2)
+    return x
+
+
+def test_a_dead_worker_is_named_and_never_hangs():
+    started = time.monotonic()
+    with pytest.raises(WorkerDied, match="item 2"):
+        run_in_processes(dies_on_two, [1, 2, 3, 4], workers=2, progress=False,
+                         describe=lambda x: f"item {x}")
+    assert time.monotonic() - started < 120     # a bound for a hang, not a speed test
+    # the pool is started afresh afterwards
+    results = run_in_processes(math.factorial, [1, 2, 3, 4], workers=2, progress=False)
+    assert [value for value, _ in results] == [1, 2, 6, 24]
+
+
 def test_an_item_starts_only_after_the_items_it_needs():
     # item 2 needs item 0 (slow); item 3 needs nothing and may finish first
     results = run_in_processes(finish_time, [0.6, 0.0, 0.0, 0.0], workers=2, after=[[], [], [0], []],
@@ -83,7 +104,7 @@ def test_runs_trained_side_by_side_are_the_runs_trained_one_by_one(tmp_path):
     assert all(n.cached for n in train_segmentations(seg_specs, tmp_path / "side", progress=False))
     reports = segmentation_reports(seg_specs, "val", tmp_path / "side", workers=2, progress=False)
     val = load_split(profile.data, "val")
-    here = segmentation_scores(predict_segmentation(networks[0].network, val, crf=True), val,
+    here = segmentation_scores(predict_segmentation(networks[0].model, val, crf=True), val,
                                list(val.classes))
     assert reports[0]["crf"]["mIoU"] == pytest.approx(here["mIoU"], abs=1e-3)
     assert all(set(r) == {"plain", "crf"} for r in reports)

@@ -1,7 +1,7 @@
 """The paper-scale reproduction: GAIN on PASCAL VOC 2012 + SBD, as Li et al. ran it (Sec. 4-5.1).
 
 Chapter 7's plan, as data, and a command line that trains it. Training and caching are
-:func:`gainlib.experiments.train_run`'s and :func:`gainlib.wsss.train_segmentation`'s; this
+:func:`gainbook.runs.train_run`'s and :func:`gainbook.segmentation_runs.train_segmentation`'s; this
 module only says *which* runs, and puts their numbers beside the paper's.
 
 * :func:`attention_runs` — the attention models (Sec. 4.1: VGG16 from ImageNet, 321 px, GAIN
@@ -9,7 +9,7 @@ module only says *which* runs, and puts their numbers beside the paper's.
   baseline ("VGG (Grad-CAM)" of Table 7, the cues of "SEC (baseline)" in Table 1), trained as
   long as the others; self-guided GAIN (Sec. 3.1); GAIN_ext with boxes (``^b``, Sec. 3.3) and with
   pixel masks (``^p``, Sec. 3.2) on the paper's 1,464 images with extra labels (Tables 1, 3, 4,
-  7), a count scaled with :func:`gainlib.paper.extra_label_count` on a training set other than
+  7), a count scaled with :func:`gainbook.paper.extra_label_count` on a training set other than
   VOC's 10,582. All are fine-tuned from the same classifier.
 * :func:`segmentation_runs` — Table 1's segmentation networks: every attention model's cues in
   SEC (the "-SEC" rows; DeepLab-LargeFOV with SEC's settings, Sec. 4.1) and, but for Grad-CAM,
@@ -22,14 +22,14 @@ module only says *which* runs, and puts their numbers beside the paper's.
 
 Command line (training only; chapter 7 evaluates, fills the tables and writes the JSON)::
 
-    python -m gainlib.reproduce --profile paper --voc-root data/voc --device cuda [--seeds 0 1 2]
-    torchrun --nproc_per_node=N -m gainlib.reproduce --profile paper --voc-root data/voc \\
+    python -m gainbook.reproduce --profile paper --voc-root data/voc --device cuda [--seeds 0 1 2]
+    torchrun --nproc_per_node=N -m gainbook.reproduce --profile paper --voc-root data/voc \\
         --device cuda --stage attention
 
 Under ``torchrun`` every rank runs the same plan, in the same order, and calls ``train_run``; the
 trainer joins the process group and shards the batches (``batch_size`` is per process, so the
 effective batch is N times the profile's, which the cache key does not record); only rank 0
-prints. This relies on :func:`~gainlib.experiments.train_run` writing ``spec.json`` and the
+prints. This relies on :func:`~gainbook.runs.train_run` writing ``spec.json`` and the
 finished ``model.pt`` from rank 0 alone and then waiting at a barrier, so that no rank replaces
 or reads a model another is still writing (a fine-tuned run loads its classifier from the
 cache). The segmentation stage is single-process (``train_segmentation`` has no distributed
@@ -55,11 +55,13 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from gainbook.paper import (TABLE_1_EXTRA, TABLE_1_IMAGE_LEVEL, TABLE_3, TABLE_4, TABLE_7,
+                            VOC_TRAIN_IMAGES, extra_label_count)
+from gainbook.profiles import BookProfile, book_profile
+from gainbook.runs import RunSpec, TrainedRun, load_split, train_run
+from gainbook.segmentation_runs import (SegmentationRun, SegmentationSpec, segmentation_spec,
+                                        train_segmentation)
 from gainlib.data.voc_layout import DataFileError, parse_annotation_xml
-from gainlib.experiments import BookProfile, RunSpec, TrainedRun, book_profile, load_split, train_run
-from gainlib.paper import (TABLE_1_EXTRA, TABLE_1_IMAGE_LEVEL, TABLE_3, TABLE_4, TABLE_7,
-                           VOC_TRAIN_IMAGES, extra_label_count)
-from gainlib.wsss import SegmentationRun, SegmentationSpec, segmentation_spec, train_segmentation
 
 __all__ = [
     "AttentionRun", "SegmentationJob", "OWN_FRAMEWORK_PAPER", "RESULTS_PATH", "TABLE_7_BOAT_MASKS",
@@ -78,7 +80,7 @@ RESULTS_PATH = _REPOSITORY / "book" / "reproduction" / "results.json"
 #: DeepLab initialised from ImageNet ResNet-101 (torchvision's DeepLabv3 stands in), 321 px,
 #: batch 10, lr 5e-4 times 0.1 every 2,000 iterations, momentum 0.3, weight decay 5e-4, 20,000
 #: iterations: 20,000 x 10 / 10,582 = 18.9 epochs, a step every 1.89 epochs. SEC's networks
-#: keep ``SEGMENTATION_PROFILES["paper"]`` (DeepLab-LargeFOV, 8,000 iterations of 15).
+#: keep ``segmentation_settings("paper")`` (DeepLab-LargeFOV, 8,000 iterations of 15).
 OWN_FRAMEWORK_PAPER: dict[str, Any] = {"network": "deeplabv3", "weights": "IMAGENET1K_V1",
                                        "epochs": 19, "batch_size": 10, "lr": 5e-4, "momentum": 0.3,
                                        "weight_decay": 5e-4, "lr_step": 1.89}
@@ -94,7 +96,7 @@ class AttentionRun:
     Attributes:
         method: ``"Grad-CAM"`` (the plain classifier), ``"GAIN"``, ``"GAIN_ext^b"`` or
             ``"GAIN_ext^p"``.
-        spec: what :func:`~gainlib.experiments.train_run` trains.
+        spec: what :func:`~gainbook.runs.train_run` trains.
         paper_labels: the paper's number of images with extra labels this run stands for (of
             10,582; 0 for image labels only).
     """
@@ -213,7 +215,7 @@ def attention_runs(settings: BookProfile, seed: int, label_counts: Sequence[int]
         settings: the book profile, e.g. ``book_profile("paper", voc_root=...)``.
         label_counts: the paper's numbers of images with extra labels (of 10,582).
         n_train: the size of the training split (default: read from the data); the paper's
-            counts are scaled to it with :func:`gainlib.paper.extra_label_count`.
+            counts are scaled to it with :func:`gainbook.paper.extra_label_count`.
 
     Raises:
         ValueError: a count scales to no image at all (too small a training set).
@@ -235,7 +237,7 @@ def attention_runs(settings: BookProfile, seed: int, label_counts: Sequence[int]
 def segmentation_runs(settings: BookProfile, runs: Sequence[AttentionRun]) -> list[SegmentationJob]:
     """Table 1's networks for the attention models ``runs``: each one's cues in SEC and, but for
     Grad-CAM's (Table 1 has no such row), in the paper's framework (Fig. 4). Settings from
-    :data:`gainlib.wsss.SEGMENTATION_PROFILES` of ``settings.name``; at paper scale the paper's
+    :func:`gainbook.profiles.segmentation_settings` of ``settings.name``; at paper scale the paper's
     framework takes :data:`OWN_FRAMEWORK_PAPER`."""
     jobs = []
     for run in runs:
@@ -308,12 +310,10 @@ def train_segmentations(settings: BookProfile, attention: Sequence[tuple[Attenti
                         ) -> list[tuple[SegmentationJob, SegmentationRun]]:
     """Train (or load) :func:`segmentation_runs` on the cues of the trained ``attention`` models
     (:func:`train_attention`'s result); one ``log`` line a network. Single-process."""
-    models = {(run.name, run.seed): trained.model for run, trained in attention}
     jobs = segmentation_runs(settings, [run for run, _ in attention])
     done = []
     for index, job in enumerate(jobs, 1):
-        network = train_segmentation(job.spec, cache_dir, device=device, progress=progress,
-                                     cue_model=models[job.attention.name, job.attention.seed])
+        network = train_segmentation(job.spec, cache_dir, device=device, progress=progress)
         if log is not None:
             log(_line("segmentation", index, len(jobs), f"{job.method}, cues of {job.attention.name}",
                       job.spec.seed, network.cached, network.seconds))
@@ -325,7 +325,7 @@ def train_segmentations(settings: BookProfile, attention: Sequence[tuple[Attenti
 
 def boat_masks(spec: RunSpec) -> int:
     """How many of the images whose mask feeds S_e in ``spec`` show a boat (the paper's 9, 23
-    and 78 of Table 7). The images are drawn as :func:`~gainlib.experiments.train_run` draws them."""
+    and 78 of Table 7). The images are drawn as :func:`~gainbook.runs.train_run` draws them."""
     from gainlib.data import mark_extra_labels
 
     train = load_split(spec.data, "train")
@@ -341,7 +341,7 @@ def classification_scores(model: nn.Module, val: Dataset) -> dict[str, float]:
     """Table 7's "VOC val." column for one model: the accuracy of its boat decision (boat
     probability above one half, against the image labels) on VOC val, and the mAP of the 20
     classes beside it (the paper says "classification accuracy" without more). Fractions."""
-    from gainlib.bias import class_scores
+    from gainbook.studies import class_scores
     from gainlib.trainer import evaluate
 
     logits, present = class_scores(model, val, list(val.classes).index("boat"))
@@ -377,7 +377,7 @@ def _paper_miou(method: str, training_set: str, paper_labels: int) -> tuple[floa
 def _ours(records: Sequence[dict[str, Any]], metrics: list[str], key: list[str]) -> "Any":
     """Our ``metrics`` (mean ± std over seeds, in %) per row, the rows named by ``key``'s values
     joined with " | "; the columns prefixed "ours: "."""
-    from gainlib.viz import results_table
+    from gainbook.viz import results_table
 
     table = results_table([{**r, "row": " | ".join(str(r[k]) for k in key)} for r in records],
                           by="row", metrics=metrics, percent=metrics, digits=1)
@@ -446,9 +446,9 @@ def load_results(path: str | os.PathLike = RESULTS_PATH) -> dict[str, Any] | Non
 # --- command line -------------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m gainlib.reproduce``: train the plan (module notes); 0 on success."""
+    """``python -m gainbook.reproduce``: train the plan (module notes); 0 on success."""
     parser = argparse.ArgumentParser(
-        prog="python -m gainlib.reproduce",
+        prog="python -m gainbook.reproduce",
         description="Train the attention models and segmentation networks of the paper-scale "
                     "reproduction (chapter 7), or load them from the cache.")
     parser.add_argument("--profile", choices=("paper", "ci"), default="paper",

@@ -1,0 +1,358 @@
+"""The run cache: every model the book trains is described once, trained once and reused.
+
+A *run* is a frozen dataclass deriving from :class:`CachedRun` that fixes everything that
+determines the trained weights (data, network, settings, seed, the runs it starts from). It
+names a folder of the cache, ``<cache>/<prefix>-<hash>/``, whose hash covers
+
+* the spec (:meth:`CachedRun.to_dict`), and
+* the source of every gainlib/gainbook module the run's training imports, found by following
+  the imports of the module that defines the run class (:func:`code_digest`) — computed, not
+  listed by hand, so no edit to code the training runs through can leave a stale model behind.
+  Comments do not count (the digest hashes each module's syntax tree).
+
+One override point per kind of run: :meth:`CachedRun.build` (the untrained network) and
+:meth:`CachedRun.fit` (train it; write checkpoints into the run's folder). Everything else —
+the key, loading, the atomic save, the lock, filling many runs side by side — is here, once:
+
+* :func:`load_or_train` returns a :class:`Trained` run, from the cache or trained now;
+* :func:`fill` trains every missing run (and the runs they start from) side by side in worker
+  processes (:mod:`gainbook.pool`); :func:`train_all` then loads them in order.
+
+Safety: models are loaded with ``weights_only=True`` (a crafted ``model.pt`` cannot run code);
+a model file that does not load is moved aside and its run trained again, with a warning; a
+per-run lock file lets two builds share a cache (the second waits and then loads); temporary
+files have unique names and are renamed into place atomically.
+
+The cache lives in ``$GAIN_BOOK_CACHE``, or ``_build/cache`` of the repository. The device is
+not part of the key, so a cache filled on a GPU is reused on the CPU.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import dataclasses
+import functools
+import hashlib
+import importlib.util
+import json
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from gainlib.models import select_device
+
+try:   # POSIX; elsewhere runs are not locked against a second build on the same cache
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["CachedRun", "Trained", "cache_root", "code_digest", "training_modules", "load_or_train",
+           "fill", "train_all"]
+
+_REPOSITORY = Path(__file__).resolve().parents[1]
+#: The packages whose modules count towards a run's code digest.
+_OWN_PACKAGES = ("gainlib", "gainbook")
+MODEL_FILE = "model.pt"
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """``cache_dir``, else ``$GAIN_BOOK_CACHE``, else ``<repository>/_build/cache``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    if os.environ.get("GAIN_BOOK_CACHE"):
+        return Path(os.environ["GAIN_BOOK_CACHE"])
+    return _REPOSITORY / "_build" / "cache"
+
+
+# -- the code digest ------------------------------------------------------------------------
+
+def _module_file(name: str) -> Path | None:
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):     # not a module, or a script's __main__
+        return None
+    return Path(spec.origin) if spec is not None and spec.origin not in (None, "built-in") else None
+
+
+def _imported_modules(name: str, tree: ast.Module) -> set[str]:
+    """The gainlib/gainbook modules that module ``name`` imports, anywhere in its body."""
+    path = _module_file(name)
+    package = name if path is not None and path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            candidates = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            # `from pkg import name` imports pkg, and pkg.name when that is a module
+            candidates = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for candidate in candidates:
+            if candidate.split(".")[0] not in _OWN_PACKAGES:
+                continue
+            parts = candidate.split(".")
+            # importing a.b.c runs a/__init__, a/b/__init__ and a/b/c
+            for end in range(1, len(parts) + 1):
+                module = ".".join(parts[:end])
+                if _module_file(module) is None:   # `from module import function`
+                    break
+                found.add(module)
+    return found
+
+
+@functools.lru_cache(maxsize=None)
+def _module_closure(name: str) -> tuple[str, ...]:
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        path = _module_file(module)
+        if path is None or path.suffix != ".py":
+            continue
+        todo.extend(_imported_modules(module, ast.parse(path.read_text())) - seen)
+    return tuple(sorted(seen))
+
+
+@functools.lru_cache(maxsize=None)
+def code_digest(module: str) -> str:
+    """Hash of module ``module`` and of every gainlib/gainbook module it imports, transitively
+    (its syntax trees: an edit to a comment does not change it, any edit to code does)."""
+    digest = hashlib.sha256()
+    for name in _module_closure(module):
+        path = _module_file(name)
+        if path is None or path.suffix != ".py":
+            continue
+        digest.update(name.encode())
+        digest.update(ast.dump(ast.parse(path.read_text())).encode())
+    return digest.hexdigest()
+
+
+def training_modules(run_class: type) -> tuple[str, ...]:
+    """The modules whose source is part of the keys of ``run_class``'s runs."""
+    return _module_closure(run_class.__module__)
+
+
+# -- runs -----------------------------------------------------------------------------------
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, CachedRun):
+        return value.key()            # a run it starts from: its key covers its code and spec
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        settings = getattr(value, "run_settings", None)   # TrainConfig: runtime fields left out
+        fields = settings() if callable(settings) else {
+            f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        return {k: _jsonable(v) for k, v in fields.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+class CachedRun:
+    """Base of the frozen dataclasses that describe a cached run.
+
+    Subclasses set :attr:`prefix` and implement :meth:`build` and :meth:`fit`; they may list
+    the runs they start from in :meth:`dependencies` (trained first, never side by side).
+    """
+
+    prefix: ClassVar[str] = "run"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able description (what the key hashes); runs it depends on appear as keys."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def key(self) -> str:
+        """``<prefix>-<hash>``: the cache folder's name, from the spec and the training code."""
+        text = json.dumps(self.to_dict(), sort_keys=True) + code_digest(type(self).__module__)
+        return f"{self.name_prefix()}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+    def name_prefix(self) -> str:
+        """The readable start of the key (e.g. the training mode)."""
+        return self.prefix
+
+    def dependencies(self) -> list["CachedRun"]:
+        """Runs that must be in the cache before this one trains."""
+        return []
+
+    def build(self) -> nn.Module:
+        """The untrained network (seeded)."""
+        raise NotImplementedError
+
+    def fit(self, model: nn.Module, folder: Path, *, device: str, progress: bool,
+            cache_dir: Path) -> list[dict[str, Any]]:
+        """Train ``model`` in place, checkpointing into ``folder``; return its history."""
+        raise NotImplementedError
+
+
+@dataclass
+class Trained:
+    """A trained network (in eval mode) with the history of its last training stage."""
+
+    spec: CachedRun
+    model: nn.Module
+    history: list[dict[str, Any]]
+    path: Path
+    cached: bool
+    seconds: float
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (another build training the same run waits). Not
+    under torchrun, whose ranks train each run together."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        yield
+        return
+    with open(path, "a+") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _save_atomic(state: dict[str, Any], path: Path) -> None:
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name + ".", suffix=".tmp",
+                                         delete=False)
+    handle.close()
+    try:
+        torch.save(state, handle.name)
+        os.replace(handle.name, path)
+    finally:
+        Path(handle.name).unlink(missing_ok=True)
+
+
+def _load(spec: CachedRun, final: Path, device: torch.device) -> Trained | None:
+    """The cached run, or ``None`` when its file is missing or does not load (moved aside)."""
+    if not final.exists():
+        return None
+    model = spec.build()
+    try:
+        state = torch.load(final, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+    except Exception as error:   # truncated, corrupt, foreign or malicious: never trust it
+        aside = final.with_name(f"{final.name}.bad-{int(time.time())}")
+        os.replace(final, aside)
+        warnings.warn(f"cached model {final} does not load ({type(error).__name__}: {error}); "
+                      f"moved it to {aside.name} and training the run again", stacklevel=3)
+        return None
+    model.to(device).eval()
+    return Trained(spec, model, state["history"], final.parent, True, 0.0)
+
+
+def load_or_train(spec: CachedRun, cache_dir: str | os.PathLike | None = None, *,
+                  device: str = "auto", progress: bool = False) -> Trained:
+    """The run of ``spec`` from the cache, or trained now (its dependencies first); eval mode.
+
+    Training writes checkpoints into the run's folder, so an interrupted run resumes from its
+    last finished epoch; the finished model is ``model.pt`` there.
+    """
+    root = cache_root(cache_dir)
+    folder = root / spec.key()
+    final = folder / MODEL_FILE
+    started = time.perf_counter()
+    target = select_device(device)
+    loaded = _load(spec, final, target)
+    if loaded is not None:
+        loaded.seconds = time.perf_counter() - started
+        return loaded
+    for dependency in spec.dependencies():
+        load_or_train(dependency, root, device=device, progress=progress)
+    with _locked(root / f"{spec.key()}.lock"):
+        loaded = _load(spec, final, target)     # another build may have trained it meanwhile
+        if loaded is not None:
+            loaded.seconds = time.perf_counter() - started
+            return loaded
+        model = spec.build()
+        folder.mkdir(parents=True, exist_ok=True)
+        # Under torchrun every rank trains the same weights; rank 0 alone writes them.
+        writer = int(os.environ.get("RANK", "0")) == 0
+        if writer:
+            (folder / "spec.json").write_text(json.dumps(spec.to_dict(), indent=1))
+        history = spec.fit(model, folder, device=device, progress=progress, cache_dir=root)
+        if writer:
+            _save_atomic({"model": model.state_dict(), "history": history,
+                          "spec": spec.to_dict()}, final)
+            for checkpoint in folder.glob("*.pt"):   # optimizer states are no longer needed
+                if checkpoint.name != MODEL_FILE:
+                    checkpoint.unlink(missing_ok=True)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()   # model.pt exists for every rank before any goes on
+    model.eval()
+    return Trained(spec, model, history, folder, False, time.perf_counter() - started)
+
+
+def _is_cached(spec: CachedRun, root: Path) -> bool:
+    return (root / spec.key() / MODEL_FILE).exists()
+
+
+def _train_job(job: tuple[CachedRun, str, str]) -> None:
+    spec, cache_dir, device = job
+    load_or_train(spec, cache_dir, device=device)
+
+
+def fill(specs: Sequence[CachedRun], cache_dir: str | os.PathLike | None = None, *,
+         device: str = "cpu", workers: int | None = None,
+         progress: bool = True) -> dict[str, float]:
+    """Train every run of ``specs`` that is not cached, and the runs they depend on, independent
+    runs side by side in ``workers`` processes (default :func:`gainbook.pool.default_workers`).
+    Returns the seconds each run trained now took, by key."""
+    from gainbook.pool import default_workers, run_in_processes
+
+    root = cache_root(cache_dir)
+    todo: dict[str, CachedRun] = {}    # each run after the runs it depends on
+
+    def add(spec: CachedRun) -> None:
+        if spec.key() in todo or _is_cached(spec, root):
+            return
+        for dependency in spec.dependencies():
+            add(dependency)
+        todo[spec.key()] = spec
+
+    for spec in specs:
+        add(spec)
+    if workers is None:
+        workers = default_workers(select_device(device).type)
+    keys = list(todo)
+    after = [sorted({keys.index(d.key()) for d in s.dependencies() if d.key() in todo})
+             for s in todo.values()]
+    results = run_in_processes(_train_job, [(s, str(root), device) for s in todo.values()],
+                               workers=workers, after=after, progress=progress,
+                               describe=lambda job: f"run {job[0].key()}",
+                               desc=f"training {len(todo)} runs")
+    return {k: seconds for k, (_, seconds) in zip(keys, results)}
+
+
+def train_all(specs: Sequence[CachedRun], cache_dir: str | os.PathLike | None = None, *,
+              device: str = "cpu", workers: int | None = None,
+              progress: bool = True) -> list[Trained]:
+    """:func:`load_or_train` for every spec, in order, after :func:`fill` trained the missing
+    ones side by side. A run trained now reports ``cached=False`` and its training's seconds."""
+    seconds = fill(specs, cache_dir, device=device, workers=workers, progress=progress)
+    runs = []
+    for spec in specs:
+        run = load_or_train(spec, cache_dir, device=device)
+        if spec.key() in seconds:
+            run = dataclasses.replace(run, cached=False, seconds=seconds[spec.key()])
+        runs.append(run)
+    return runs
+

@@ -1,0 +1,159 @@
+"""What the chapters share: their set-up, the methods they compare, and the measurements and
+figures several chapters make.
+
+A chapter's set-up is one call, :func:`setup`. The methods a chapter compares are
+:class:`Method` records — the classifier, the classifier fine-tuned as long as GAIN ("continued"),
+GAIN, and GAIN_ext with pixel masks, boxes or both on ``n`` images — that build their own run
+specs; tables and figures show their :attr:`Method.label`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping, NamedTuple, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from gainbook.profiles import BookProfile, book_profile
+from gainbook.runs import RunSpec, load_split, train_runs
+from gainlib.trainer import Mode, evaluate
+
+__all__ = ["Method", "CLASSIFIER", "CONTINUED", "GAIN", "extra_supervision", "setup",
+           "train_methods", "map_records", "Shown", "one_class_images"]
+
+ExtraKind = Literal["p", "b", "b,p"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One way of training an attention model, as the chapters compare them.
+
+    Attributes:
+        name: ``"classifier"`` (trained from scratch, the Grad-CAM baseline), ``"classifier,
+            continued"`` (fine-tuned from it as long as GAIN), ``"GAIN"`` or ``"GAIN_ext"``.
+        mode: the trainer's mode of the fine-tuning (``None``: the baseline classifier itself).
+        pixel_labels, box_labels: images whose mask / boxes feed the S_e stream (GAIN_ext).
+        gain: :class:`~gainlib.gain.GainConfig` fields that differ from the defaults, as
+            ``(name, value)`` pairs (e.g. ``(("alpha", 0.0),)`` for S_cl + S_e only).
+    """
+
+    name: str
+    mode: Mode | None
+    pixel_labels: int = 0
+    box_labels: int = 0
+    gain: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def kind(self) -> ExtraKind | None:
+        """``"p"``, ``"b"`` or ``"b,p"``: the extra labels of a GAIN_ext method."""
+        if not (self.pixel_labels or self.box_labels):
+            return None
+        return "b,p" if self.pixel_labels and self.box_labels else "p" if self.pixel_labels else "b"
+
+    @property
+    def short(self) -> str:
+        """The name without label counts (``"GAIN_ext^p"``), for figure columns."""
+        return f"{self.name}^{self.kind}" if self.kind else self.name
+
+    @property
+    def extra_labels(self) -> int:
+        """Images with extra labels (0 for the other methods)."""
+        return self.pixel_labels + self.box_labels
+
+    @property
+    def label(self) -> str:
+        """The name tables show, e.g. ``"GAIN_ext^p (19)"``."""
+        return f"{self.short} ({self.extra_labels})" if self.kind else self.name
+
+    def __str__(self) -> str:
+        return self.label
+
+    def spec(self, settings: BookProfile, seed: int) -> RunSpec:
+        """The run of this method for ``seed`` under ``settings``."""
+        if self.mode is None:
+            return settings.classifier(seed)
+        return settings.finetuned(seed, self.mode, pixel_labels=self.pixel_labels,
+                                  box_labels=self.box_labels, **dict(self.gain))
+
+
+CLASSIFIER = Method("classifier", None)
+CONTINUED = Method("classifier, continued", "classifier")
+GAIN = Method("GAIN", "gain")
+
+
+def extra_supervision(kind: ExtraKind, n: int, **gain: Any) -> Method:
+    """GAIN_ext with ``n`` images of extra labels: pixel masks (``"p"``), boxes (``"b"``) or
+    half of each (``"b,p"``, the odd image a mask); ``gain`` overrides GainConfig fields."""
+    pixel, boxes = {"p": (n, 0), "b": (0, n), "b,p": ((n + 1) // 2, n // 2)}[kind]
+    return Method("GAIN_ext", "gain_ext", pixel_labels=pixel, box_labels=boxes,
+                  gain=tuple(sorted(gain.items())))
+
+
+def setup(profile: str, **overrides: Any) -> BookProfile:
+    """A chapter's settings: :func:`gainbook.profiles.book_profile` with the chapter's papermill
+    parameters as ``overrides`` (``None``: the profile's value); prints what it runs."""
+    settings = book_profile(profile, **overrides)
+    print(f"profile {settings.name!r}: {settings.data}, seeds {list(settings.seeds)}, "
+          f"{settings.backbone}, {settings.classifier_epochs} epochs")
+    return settings
+
+
+def train_methods(settings: BookProfile, methods: Sequence[Method], *, device: str = "cpu",
+                  log: bool = True) -> dict[Method, dict[int, nn.Module]]:
+    """The trained model of every method and seed, ``{method: {seed: model}}``; runs not in
+    the cache train first, side by side. With ``log``, one line per method: how many runs were
+    trained now, and the last epoch's validation mAP of each seed."""
+    specs = [(method, seed, method.spec(settings, seed)) for method in methods
+             for seed in settings.seeds]
+    runs = train_runs([spec for _, _, spec in specs], device=device)
+    models: dict[Method, dict[int, nn.Module]] = {method: {} for method in methods}
+    for (method, seed, _), run in zip(specs, runs):
+        models[method][seed] = run.model
+    if log:
+        for method in methods:
+            mine = [run for (m, _, _), run in zip(specs, runs) if m == method]
+            trained = sum(not run.cached for run in mine)
+            final = ", ".join(f"{run.history[-1].get('val_map', float('nan')):.3f}"
+                              for run in mine)
+            print(f"{method.label}: {trained} of {len(mine)} runs trained now; "
+                  f"val mAP after the last epoch {final}")
+    return models
+
+
+def map_records(models: Mapping[Any, Mapping[int, nn.Module]], settings: BookProfile,
+                splits: Sequence[str]) -> list[dict[str, Any]]:
+    """Mean average precision of every model on each split, one record per (method, seed) with
+    a column ``"mAP <split>"``; on VOC also the attention scores against the masks."""
+    synthetic = settings.data.dataset == "synthetic"
+    records = []
+    for method, by_seed in models.items():
+        for seed, model in by_seed.items():
+            record: dict[str, Any] = {"method": method, "seed": seed}
+            for split in splits:
+                scores = evaluate(model, load_split(settings.data, split), attention=not synthetic)
+                record[f"mAP {split}"] = scores["map"]
+                record.update({f"{k} {split}": v for k, v in scores.items()
+                               if k.startswith("attention")})
+            records.append(record)
+    return records
+
+
+class Shown(NamedTuple):
+    """Images picked for a figure, with what the figure needs of them."""
+
+    indices: list[int]
+    images: Tensor          # [N, 3, H, W]
+    labels: Tensor          # [N, C]
+    names: list[str]        # the class of each image
+    objects: Tensor         # [N, H, W] the mask of each image's object (float)
+
+
+def one_class_images(scenes: Any, count: int = 6) -> Shown:
+    """The first ``count`` images of a synthetic split that hold a single object."""
+    picked = [i for i in range(len(scenes)) if scenes.labels[i].sum() == 1][:count]
+    classes = scenes.labels[picked].argmax(1)
+    return Shown(picked, torch.stack([scenes[i]["image"] for i in picked]),
+                 torch.from_numpy(scenes.labels[picked]),
+                 [scenes.classes[int(c)] for c in classes],
+                 torch.from_numpy(scenes.masks[picked] == classes[:, None, None] + 1).float())

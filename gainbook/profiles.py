@@ -1,0 +1,185 @@
+"""The book's profiles: one table of every setting the chapters share, per papermill profile.
+
+``ci`` (seconds per chapter, for the tests: nothing here is a result), ``default`` (the
+published book: minutes on 2 CPU cores) and ``paper`` (the paper's networks and data on a GPU).
+A profile (:class:`Profile`) holds the settings of each study: the synthetic scenes of chapters
+1-5, the two orientation studies of chapter 6, and the segmentation networks of chapters 4
+and 7. :func:`book_profile`, :func:`orientation_profile` and :func:`segmentation_settings`
+read it; a chapter's papermill parameters override single fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from gainbook.runs import DataSpec, RunSpec
+from gainlib.gain import GainConfig
+from gainlib.trainer import Mode, TrainConfig
+
+__all__ = ["BookProfile", "Profile", "PROFILES", "book_profile", "orientation_profile",
+           "segmentation_settings"]
+
+
+@dataclass(frozen=True)
+class BookProfile:
+    """The settings of one study for one papermill profile.
+
+    The baseline is a plain classifier trained from scratch (or from ImageNet weights) for
+    ``classifier_epochs``. GAIN is fine-tuned from it for ``finetune_epochs`` at
+    ``finetune_lr`` — as the paper starts GAIN from a trained network and the public
+    implementations pre-train the classifier — and so is a "classifier, continued" run with
+    the same epochs, so that GAIN is compared with a classifier that trained as long.
+    """
+
+    name: str
+    data: DataSpec
+    seeds: tuple[int, ...]
+    backbone: str = "small_cnn"
+    widths: tuple[int, ...] | None = (32, 64, 128)
+    weights: str | None = None
+    classifier_epochs: int = 12
+    classifier_lr: float = 0.02
+    finetune_epochs: int = 5
+    finetune_lr: float = 0.002
+    batch_size: int = 32
+    grad_clip: float | None = None
+
+    def _train(self, mode: Mode, epochs: int, lr: float, seed: int) -> TrainConfig:
+        # Validation only measures classification (the chapters measure attention themselves,
+        # and Grad-CAM on the whole split costs ~10 %), and only after the last epoch: the
+        # history's val mAP is a record, not a model selection, and validating after every
+        # epoch cost another ~10 % of a fine-tuning run on 2 cores.
+        return TrainConfig(mode=mode, epochs=epochs, lr=lr, batch_size=self.batch_size,
+                           lr_schedule="cosine", grad_clip=self.grad_clip, seed=seed,
+                           eval_attention=False, eval_every=epochs)
+
+    def classifier(self, seed: int) -> RunSpec:
+        """The plain classifier (the Grad-CAM baseline of chapter 1)."""
+        return RunSpec(self.data, self._train("classifier", self.classifier_epochs,
+                                              self.classifier_lr, seed),
+                       backbone=self.backbone, widths=self.widths, weights=self.weights)
+
+    def finetuned(self, seed: int, mode: Mode, *, pixel_labels: int = 0, box_labels: int = 0,
+                  **gain: Any) -> RunSpec:
+        """``mode`` (``"classifier"``, ``"gain"``, ``"gain_ext"``) fine-tuned from
+        :meth:`classifier`; ``gain`` overrides :class:`GainConfig` fields."""
+        base = self.classifier(seed)
+        return replace(base, train=self._train(mode, self.finetune_epochs, self.finetune_lr, seed),
+                       gain=GainConfig(**gain), init=base, pixel_labels=pixel_labels,
+                       box_labels=box_labels)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every study's settings for one papermill profile.
+
+    Attributes:
+        scenes: the synthetic scenes of chapters 1-5 (or VOC at the paper's scale).
+        camera, workpiece: the orientation studies of chapter 6 (Sec. 5.2-5.3).
+        segmentation: fields of :class:`gainbook.segmentation_runs.SegmentationSpec` other than
+            data, framework, cues and seed.
+    """
+
+    scenes: BookProfile
+    camera: BookProfile
+    workpiece: BookProfile
+    segmentation: dict[str, Any] = field(default_factory=dict)
+
+
+# The orientation studies' sizes follow the paper where it gives them: the camera set has 700
+# training images and two test sets of 100; the workpiece set 6,118 training and 2,059 test
+# images (the ``paper`` profile uses those sizes, and the paper's VGG16 and DenseNet-121).
+# ``paper`` segmentation: SEC's settings of the paper's Sec. 4.1 — DeepLab-LargeFOV from
+# ImageNet VGG16, 321x321 inputs, batch 15, lr 1e-3 divided by 10 every 2,000 of 8,000
+# iterations (8,000 x 15 / 10,582 images = 11.3 epochs, a step every 2.8 epochs).
+PROFILES: dict[str, Profile] = {
+    "ci": Profile(
+        scenes=BookProfile("ci", DataSpec(image_size=32, n_train=96, n_eval=48), seeds=(0,),
+                           widths=(8, 16), classifier_epochs=2, finetune_epochs=1),
+        camera=BookProfile("ci", DataSpec("camera", image_size=32, n_train=64, n_eval=32),
+                           seeds=(0,), widths=(8, 16), classifier_epochs=2, finetune_epochs=1),
+        workpiece=BookProfile("ci", DataSpec("workpiece", image_size=32, n_train=64, n_eval=32),
+                              seeds=(0,), backbone="densenet_small", widths=None,
+                              classifier_epochs=2, finetune_epochs=1),
+        segmentation={"widths": (8, 8, 16), "epochs": 1, "batch_size": 32, "lr": 0.05},
+    ),
+    # 48 px and a 2-block CNN for the scenes: its Grad-CAM map is 24 x 24, fine enough to tell
+    # an object's part from its body (a 3-block CNN's 12 x 12 map covered both alike).
+    "default": Profile(
+        scenes=BookProfile("default", DataSpec(image_size=48, n_train=1000, n_eval=250),
+                           seeds=(0, 1, 2), widths=(16, 32), classifier_epochs=12,
+                           finetune_epochs=6),
+        camera=BookProfile("default", DataSpec("camera", image_size=64, n_train=700, n_eval=100),
+                           seeds=(0, 1, 2), widths=(16, 32, 64), classifier_epochs=12,
+                           finetune_epochs=4),
+        workpiece=BookProfile("default", DataSpec("workpiece", image_size=64, n_train=1000,
+                                                  n_eval=300),
+                              seeds=(0, 1, 2), backbone="densenet_small", widths=None,
+                              classifier_epochs=10, finetune_epochs=4),
+        segmentation={"widths": (16, 32, 64), "epochs": 6, "batch_size": 32, "lr": 0.05},
+    ),
+    # The paper's networks and data (Sec. 4.1): VGG16 from ImageNet on VOC 2012 + SBD at
+    # 321 px, GAIN fine-tuned with SGD at lr 1e-5; needs a GPU and voc_root, the folder that
+    # data_scripts/get_voc.py prepared.
+    "paper": Profile(
+        scenes=BookProfile("paper", DataSpec("voc", image_size=321), seeds=(0, 1, 2),
+                           backbone="vgg16", widths=None, weights="DEFAULT", classifier_epochs=10,
+                           classifier_lr=1e-3, finetune_epochs=35, finetune_lr=1e-5,
+                           batch_size=16),
+        camera=BookProfile("paper", DataSpec("camera", image_size=224, n_train=700, n_eval=100),
+                           seeds=(0, 1, 2), backbone="vgg16", widths=None, weights="DEFAULT",
+                           classifier_epochs=10, classifier_lr=1e-3, finetune_epochs=35,
+                           finetune_lr=1e-5, batch_size=16),
+        workpiece=BookProfile("paper", DataSpec("workpiece", image_size=224, n_train=6118,
+                                                n_eval=2059),
+                              seeds=(0, 1, 2), backbone="densenet121", widths=None,
+                              weights="DEFAULT", classifier_epochs=10, classifier_lr=1e-3,
+                              finetune_epochs=35, finetune_lr=1e-5, batch_size=16),
+        segmentation={"network": "largefov", "weights": "IMAGENET1K_V1", "epochs": 11,
+                      "batch_size": 15, "lr": 1e-3, "lr_step": 2.8},
+    ),
+}
+
+
+def _profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise KeyError(f"unknown profile {name!r}; choose from {sorted(PROFILES)}")
+    return PROFILES[name]
+
+
+def book_profile(name: str, **overrides: Any) -> BookProfile:
+    """The scenes' settings of profile ``name`` with ``overrides`` (``None`` values are
+    ignored): fields of :class:`BookProfile` or of its :class:`DataSpec` (``dataset``,
+    ``image_size``, ...)."""
+    return _with_overrides(_profile(name).scenes, overrides)
+
+
+def orientation_profile(study: Literal["camera", "workpiece"], name: str,
+                        **overrides: Any) -> BookProfile:
+    """The settings of an orientation study for profile ``name``, with ``overrides`` as in
+    :func:`book_profile`."""
+    if study not in ("camera", "workpiece"):
+        raise KeyError(f"unknown study {study!r}; choose 'camera' or 'workpiece'")
+    return _with_overrides(getattr(_profile(name), study), overrides)
+
+
+def segmentation_settings(name: str) -> dict[str, Any]:
+    """The segmentation networks' settings of profile ``name``."""
+    return dict(_profile(name).segmentation)
+
+
+def _with_overrides(profile: BookProfile, overrides: dict[str, Any]) -> BookProfile:
+    given = {k: v for k, v in overrides.items() if v is not None}
+    data_fields = {f.name for f in dataclasses.fields(DataSpec)}
+    profile_fields = {f.name for f in dataclasses.fields(BookProfile)}
+    unknown = sorted(set(given) - data_fields - profile_fields)
+    if unknown:
+        raise TypeError(f"unknown profile settings {unknown}")
+    data = replace(profile.data, **{k: v for k, v in given.items() if k in data_fields})
+    rest = {k: (tuple(v) if isinstance(v, list) else v) for k, v in given.items()
+            if k in profile_fields}
+    return replace(profile, data=data, **rest)
+
+

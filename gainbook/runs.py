@@ -1,0 +1,205 @@
+"""Attention runs: the classifiers and GAIN models the chapters train, as cached runs.
+
+A chapter holds no training loop. It describes the models it needs as :class:`RunSpec`\\ s (or
+asks a profile, :mod:`gainbook.profiles`, for them) and calls :func:`train_runs`; the run cache
+(:mod:`gainbook.cache`) trains each once, side by side when independent, and reuses it:
+
+* chapters that need the same model train it once (chapter 1's classifier is chapter 2's
+  baseline and the starting point of its GAIN runs);
+* an interrupted run resumes from its last finished epoch (the trainer's checkpoints);
+* after a change to code its training imports, a run is trained again.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from gainbook.cache import CachedRun, Trained, fill, load_or_train, train_all
+from gainlib.gain import GAIN, GainConfig
+from gainlib.models import build_classifier
+from gainlib.trainer import GainTrainer, TrainConfig
+
+__all__ = ["DataSpec", "RunSpec", "TrainedRun", "load_split", "training_set", "build_model",
+           "train_run", "train_runs", "fill_cache"]
+
+#: A trained attention run (:class:`gainbook.cache.Trained` of a :class:`RunSpec`).
+TrainedRun = Trained
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which data a run trains and is evaluated on.
+
+    Attributes:
+        dataset: ``"synthetic"`` (:class:`~gainlib.data.SyntheticScenes`, generated),
+            ``"camera"`` or ``"workpiece"`` (:class:`~gainlib.data.SyntheticOrientation`,
+            generated; Sec. 5.2-5.3) or ``"voc"`` (:class:`~gainlib.data.VOCDataset` under
+            ``voc_root``).
+        image_size: side of the (square) images.
+        n_train, n_eval: images in the training split and in each evaluation split
+            (generated data only; VOC uses its lists whole).
+        context_bias: P(an object sits on its usual context) in the synthetic training and
+            ``val`` splits (0.5: context tells nothing about the labels).
+        shortcut_strength: orientation data only: P(the lighting follows the class) in the
+            training domain (the training set's bias).
+        seed: the data seed (fixed across model seeds: the benchmark is one data set).
+        voc_root: the prepared VOC tree (``data_scripts/get_voc.py``).
+    """
+
+    dataset: Literal["synthetic", "camera", "workpiece", "voc"] = "synthetic"
+    image_size: int = 64
+    n_train: int = 2000
+    n_eval: int = 300
+    context_bias: float = 0.98
+    shortcut_strength: float = 0.95
+    seed: int = 0
+    voc_root: str | None = None
+
+    @property
+    def num_classes(self) -> int:
+        from gainlib.data import VOC_CLASSES
+        from gainlib.data.render_orientation import ORIENTATION_CLASSES
+        from gainlib.data.render_scenes import CLASSES
+
+        if self.dataset in ORIENTATION_CLASSES:
+            return len(ORIENTATION_CLASSES[self.dataset])
+        return len(CLASSES if self.dataset == "synthetic" else VOC_CLASSES)
+
+
+@dataclass(frozen=True)
+class RunSpec(CachedRun):
+    """Everything that determines a trained attention model; its cache key.
+
+    Attributes:
+        data: the data.
+        train: the trainer's settings (its runtime fields — device, checkpoint folder,
+            progress — are not part of the key).
+        gain: the GAIN streams' hyper-parameters.
+        backbone: a preset of :mod:`gainlib.models`; ``widths`` are :class:`SmallCNN`'s.
+        weights: initial backbone weights (``None``: random; ``"DEFAULT"``: ImageNet).
+        init: fine-tune from the weights of this run (trained first if needed).
+        pixel_labels, box_labels: how many training images may feed their mask / boxes to the
+            S_e stream (:func:`gainlib.data.mark_extra_labels`, drawn with the data seed).
+    """
+
+    data: DataSpec
+    train: TrainConfig
+    gain: GainConfig = field(default_factory=GainConfig)
+    backbone: str = "small_cnn"
+    widths: tuple[int, ...] | None = (32, 64, 128)
+    weights: str | None = None
+    init: "RunSpec | None" = None
+    pixel_labels: int = 0
+    box_labels: int = 0
+
+    prefix: ClassVar[str] = "attention"
+
+    def name_prefix(self) -> str:
+        return self.train.mode
+
+    def dependencies(self) -> list[CachedRun]:
+        return [self.init] if self.init is not None else []
+
+    def total_epochs(self) -> int:
+        """Epochs of this run and of the runs it was fine-tuned from."""
+        return self.train.epochs + (self.init.total_epochs() if self.init is not None else 0)
+
+    def build(self) -> GAIN:
+        return build_model(self)
+
+    def fit(self, model: GAIN, folder: Path, *, device: str, progress: bool,
+            cache_dir: Path) -> list[dict[str, Any]]:
+        if self.init is not None:
+            model.load_state_dict(load_or_train(self.init, cache_dir, device=device).model.state_dict())
+        config = replace(self.train, device=device, checkpoint_dir=str(folder), progress=progress)
+        return GainTrainer(model, config).fit(training_set(self), load_split(self.data, "val"))
+
+
+@functools.lru_cache(maxsize=16)
+def load_split(data: DataSpec, split: str) -> Dataset:
+    """A split of ``data`` (cached in memory: generating or indexing it once per process).
+
+    Synthetic splits are those of :data:`gainlib.data.SCENE_SPLITS` (``camera`` and
+    ``workpiece``: :data:`gainlib.data.ORIENTATION_SPLITS`); for VOC, ``"train"``
+    is ``train_aug`` and ``"val"`` the segmentation ``val`` list. The returned dataset is
+    shared: copy it before changing its extra-label flags (:func:`train_run` does).
+    """
+    if data.dataset == "synthetic":
+        from gainlib.data import SyntheticScenes
+
+        n = data.n_train if split == "train" else data.n_eval
+        return SyntheticScenes(split, n, image_size=data.image_size, seed=data.seed,
+                               context_bias=data.context_bias)
+    if data.dataset in ("camera", "workpiece"):
+        from gainlib.data import SyntheticOrientation
+
+        # Validation during training (history only, no model selection) uses the training
+        # domain's test set; the camera study's boxes become masks, as the paper's do (Sec. 5.2).
+        split = "test_same" if split == "val" else split
+        n = data.n_train if split == "train" else data.n_eval
+        return SyntheticOrientation(split, n, variant=data.dataset, image_size=data.image_size,
+                                    seed=data.seed, shortcut_strength=data.shortcut_strength,
+                                    mask_from_box=data.dataset == "camera")
+    if data.dataset == "voc":
+        from gainlib.data import VOCDataset, spectral_residual_saliency, voc_transforms
+
+        if data.voc_root is None:
+            raise ValueError("dataset 'voc' needs voc_root: the folder prepared by "
+                             "data_scripts/get_voc.py")
+        names = {"train": "train_aug", "val": "val"}
+        if split not in names:
+            raise KeyError(f"VOC has the splits {sorted(names)}, not {split!r} (the counterfactual "
+                           "splits exist only in the synthetic benchmark)")
+        return VOCDataset(data.voc_root, names[split], saliency=spectral_residual_saliency,
+                          transforms=voc_transforms(train=split == "train", size=data.image_size))
+    raise ValueError(f"dataset must be 'synthetic', 'camera', 'workpiece' or 'voc', got {data.dataset!r}")
+
+
+def build_model(spec: RunSpec) -> GAIN:
+    """The untrained GAIN network of ``spec`` (seeded with the run's seed)."""
+    torch.manual_seed(spec.train.seed)
+    kwargs = {"widths": spec.widths} if spec.backbone == "small_cnn" and spec.widths else {}
+    classifier, layer = build_classifier(spec.backbone, spec.data.num_classes, weights=spec.weights,
+                                         **kwargs)
+    return GAIN(classifier, layer, spec.gain)
+
+
+def training_set(spec: RunSpec) -> Dataset:
+    """The training split of ``spec`` with its S_e flags (a copy: the shared split stays clean)."""
+    dataset = load_split(spec.data, "train")
+    if not (spec.pixel_labels or spec.box_labels):
+        return dataset
+    from gainlib.data import mark_extra_labels
+
+    flagged = copy.copy(dataset)   # the flags are replaced, not edited: the shared split stays clean
+    return mark_extra_labels(flagged, pixel=spec.pixel_labels, boxes=spec.box_labels,
+                             seed=spec.data.seed)
+
+
+def train_run(spec: RunSpec, cache_dir: str | os.PathLike | None = None, *,
+              device: str = "auto", progress: bool = False) -> TrainedRun:
+    """The model of ``spec``, from the cache or trained now (:func:`gainbook.cache.load_or_train`)."""
+    return load_or_train(spec, cache_dir, device=device, progress=progress)
+
+
+def train_runs(specs: Sequence[RunSpec], cache_dir: str | os.PathLike | None = None, *,
+               device: str = "cpu", workers: int | None = None,
+               progress: bool = True) -> list[TrainedRun]:
+    """Every run of ``specs``, in order; those not cached train first, side by side
+    (:func:`gainbook.cache.train_all`)."""
+    return train_all(specs, cache_dir, device=device, workers=workers, progress=progress)
+
+
+def fill_cache(specs: Sequence[RunSpec], cache_dir: str | os.PathLike | None = None, *,
+               device: str = "cpu", workers: int | None = None,
+               progress: bool = True) -> dict[str, float]:
+    """Train the runs of ``specs`` that are not cached (:func:`gainbook.cache.fill`)."""
+    return fill(specs, cache_dir, device=device, workers=workers, progress=progress)

@@ -1,0 +1,269 @@
+"""Segmentation networks trained on attention cues, as cached runs: the experiments of the
+paper's Sec. 4 (chapters 4 and 7).
+
+The losses, cue rules, CRF and networks are gainlib's (:mod:`gainlib.segmentation`); this module
+describes each network as a :class:`SegmentationSpec` of the run cache (:mod:`gainbook.cache`)
+in one of three frameworks:
+
+- ``"gain"``: the paper's own framework (Fig. 4), ``L_w-s = L_cl + L_seg`` (Eq. 11-12);
+- ``"sec"``: SEC's ``L_seed + L_expand + L_constrain`` (Kolesnikov & Lampert 2016), the
+  framework of the paper's "-SEC" rows;
+- ``"supervised"``: pixel-wise cross entropy on the ground-truth masks — the upper bound, the
+  only framework that sees a mask.
+
+No ground-truth mask reaches the ``"gain"`` and ``"sec"`` networks: they learn from the cues of
+an attention model (itself trained on image labels, plus the few masks or boxes of GAIN_ext)
+and from image labels. :func:`segmentation_reports` scores many networks side by side.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from gainbook.cache import CachedRun, Trained, cache_root, fill, load_or_train, train_all
+from gainbook.profiles import segmentation_settings
+from gainbook.runs import DataSpec, RunSpec, load_split
+from gainlib.data import IGNORE_INDEX, iter_batches
+from gainlib.losses import weakly_supervised_segmentation_loss
+from gainlib.models import select_device
+from gainlib.segmentation import (
+    BG_THRESHOLD,
+    FG_THRESHOLD,
+    SEC_CRF_SCALE,
+    DeepLabLargeFOV,
+    SmallFCN,
+    attention_cues,
+    crf_refine,
+    deeplabv3_resnet101,
+    output_size,
+    predict_segmentation,
+    sec_loss,
+    segmentation_scores,
+)
+
+__all__ = ["Framework", "SegmentationSpec", "SegmentationRun", "segmentation_spec",
+           "build_segmentation_network", "train_segmentation", "train_segmentations",
+           "segmentation_reports"]
+
+Framework = Literal["gain", "sec", "supervised"]
+_FRAMEWORKS = ("gain", "sec", "supervised")
+
+#: A trained segmentation network (:class:`gainbook.cache.Trained` of a
+#: :class:`SegmentationSpec`; the network is its ``model``).
+SegmentationRun = Trained
+
+
+@dataclass(frozen=True)
+class SegmentationSpec(CachedRun):
+    """Everything that determines a trained segmentation network; its cache key.
+
+    Attributes:
+        data: the data (its ``train`` split trains, its ``val`` split evaluates).
+        framework: ``"gain"`` (Eq. 11-12), ``"sec"`` or ``"supervised"`` (module notes).
+        cues_from: the attention model whose cues train the network (``None`` for
+            ``"supervised"``).
+        network: ``"small_fcn"`` (CPU), ``"largefov"`` (DeepLab-LargeFOV VGG16, SEC's) or
+            ``"deeplabv3"`` (ResNet-101, the paper's own framework).
+        weights: ImageNet weights of the network's backbone (``None``: random).
+        widths: :class:`~gainlib.segmentation.SmallFCN`'s channels.
+        epochs, batch_size, lr, momentum, weight_decay: SGD; the learning rate falls by 10
+            after each ``lr_step`` of the epochs (SEC: every 2,000 of 8,000 iterations), or
+            follows a cosine when ``lr_step`` is ``None``.
+        fg_threshold, bg_threshold: the cue rule (:func:`gainlib.segmentation.localization_cues`).
+        seed: seeds the initialisation and the batch order.
+    """
+
+    data: DataSpec
+    framework: Framework
+    cues_from: RunSpec | None = None
+    network: Literal["small_fcn", "largefov", "deeplabv3"] = "small_fcn"
+    weights: str | None = None
+    widths: tuple[int, int, int] = (16, 32, 64)
+    epochs: int = 6
+    batch_size: int = 32
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_step: float | None = None
+    fg_threshold: float = FG_THRESHOLD
+    bg_threshold: float = BG_THRESHOLD
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.framework not in _FRAMEWORKS:
+            raise ValueError(f"framework must be one of {_FRAMEWORKS}, got {self.framework!r}")
+        if (self.framework == "supervised") != (self.cues_from is None):
+            raise ValueError("the 'supervised' framework trains on masks and takes no cues_from; "
+                             "'gain' and 'sec' need cues_from, the attention model of the cues")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be at least 1")
+
+    prefix: ClassVar[str] = "seg"
+
+    def name_prefix(self) -> str:
+        return f"seg-{self.framework}"
+
+    def dependencies(self) -> list[CachedRun]:
+        return [self.cues_from] if self.cues_from is not None else []
+
+    def build(self) -> nn.Module:
+        return build_segmentation_network(self)
+
+    def fit(self, model: nn.Module, folder: Path, *, device: str, progress: bool,
+            cache_dir: Path) -> list[dict[str, Any]]:
+        return _fit(self, model, device=device, progress=progress, cache_dir=cache_dir)
+
+
+def segmentation_spec(profile: str, data: DataSpec, framework: Framework,
+                      cues_from: RunSpec | None = None, seed: int = 0,
+                      **overrides: Any) -> SegmentationSpec:
+    """The :class:`SegmentationSpec` of a book profile (:mod:`gainbook.profiles`)."""
+    settings = {**segmentation_settings(profile),
+                **{k: v for k, v in overrides.items() if v is not None}}
+    return SegmentationSpec(data, framework, cues_from, seed=seed, **settings)
+
+
+def build_segmentation_network(spec: SegmentationSpec) -> nn.Module:
+    """The untrained network of ``spec`` (logits at its output stride, not upsampled)."""
+    torch.manual_seed(spec.seed)
+    channels = spec.data.num_classes + 1
+    if spec.network == "small_fcn":
+        return SmallFCN(channels, spec.widths, upsample=False)
+    if spec.network == "largefov":
+        return DeepLabLargeFOV(channels, weights=spec.weights)
+    if spec.network == "deeplabv3":
+        # DeepLabv3 upsamples to the input inside torchvision's model; losses then run there.
+        return deeplabv3_resnet101(channels, weights_backbone=spec.weights)
+    raise ValueError(f"network must be 'small_fcn', 'largefov' or 'deeplabv3', got {spec.network!r}")
+
+
+def _sec_refiner(output_size: tuple[int, int]):
+    # SEC divides the CRF's spatial deviations by 12 on its 41x41 output; at another output size
+    # the same relative extent needs 12 * 41 / h.
+    scale = SEC_CRF_SCALE * 41 / output_size[0]
+    return functools.partial(crf_refine, scale_factor=scale, mean=None, std=None)
+
+
+def _loss(spec: SegmentationSpec, logits: Tensor, batch: dict[str, Any], cues: Tensor | None,
+          refine: Any) -> Tensor:
+    if spec.framework == "supervised":
+        target = batch["mask"].to(logits.device)
+        if logits.shape[-2:] != target.shape[-2:]:
+            logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
+        return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
+    labels = batch["labels"].to(logits.device)
+    if spec.framework == "gain":
+        return weakly_supervised_segmentation_loss(logits, cues, labels)              # Eq. 12
+    return sec_loss(logits, cues, labels, batch["image"], refine=refine).total
+
+
+def _learning_rate(spec: SegmentationSpec, epoch: float) -> float:
+    if spec.lr_step is not None:
+        return spec.lr * 0.1 ** math.floor(epoch / spec.lr_step)
+    return 0.5 * spec.lr * (1 + math.cos(math.pi * epoch / spec.epochs))
+
+
+def _fit(spec: SegmentationSpec, network: nn.Module, *, device: str, progress: bool,
+         cache_dir: Path) -> list[dict[str, Any]]:
+    """Train ``network`` on the training split: SGD with momentum, the learning rate of
+    ``spec`` set before every step, the batches in a seeded order. Cues are computed once,
+    before training, from the cached attention model ``spec.cues_from``.
+
+    Raises:
+        RuntimeError: when the loss becomes NaN or infinite (nothing is written).
+    """
+    target = select_device(device)
+    network.to(target)
+    train = load_split(spec.data, "train")
+    cues = None
+    refine = None
+    if spec.framework != "supervised":
+        cue_model = load_or_train(spec.cues_from, cache_dir, device=device).model
+        size = output_size(network, (spec.data.image_size, spec.data.image_size))
+        cues = attention_cues(cue_model, train, size, spec.fg_threshold, spec.bg_threshold,
+                              progress=progress)
+        refine = _sec_refiner(size)
+    generator = torch.Generator().manual_seed(spec.seed)
+    # NHWC weights and images: ~20 % faster per step on the CPU, and what tensor cores prefer.
+    network.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(network.parameters(), lr=spec.lr, momentum=spec.momentum,
+                                weight_decay=spec.weight_decay)
+    steps = math.ceil(len(train) / spec.batch_size)
+    history = []
+    network.train()
+    for epoch in range(spec.epochs):
+        order = torch.randperm(len(train), generator=generator).tolist()
+        total, count = 0.0, 0
+        bar = tqdm(iter_batches(train, order, spec.batch_size), total=steps,
+                   disable=not progress, leave=False,
+                   desc=f"{spec.framework} epoch {epoch + 1}/{spec.epochs}")
+        for step, (chunk, batch) in enumerate(bar):
+            for group in optimizer.param_groups:
+                group["lr"] = _learning_rate(spec, epoch + step / steps)
+            images = batch["image"].to(target).contiguous(memory_format=torch.channels_last)
+            logits = network(images)
+            batch_cues = None if cues is None else cues[chunk].to(target)
+            loss = _loss(spec, logits, batch, batch_cues, refine)
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"{spec.framework} segmentation loss is {loss.item()} at epoch "
+                                   f"{epoch + 1}, step {step + 1}; lower lr ({spec.lr})")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(chunk)
+            count += len(chunk)
+        history.append({"epoch": epoch + 1, "loss": total / count})
+    return history
+
+
+def train_segmentation(spec: SegmentationSpec, cache_dir: str | os.PathLike | None = None, *,
+                       device: str = "cpu", progress: bool = False) -> SegmentationRun:
+    """The network of ``spec``, from the cache or trained now; in eval mode."""
+    return load_or_train(spec, cache_dir, device=device, progress=progress)
+
+
+def train_segmentations(specs: Sequence[SegmentationSpec],
+                        cache_dir: str | os.PathLike | None = None, *, device: str = "cpu",
+                        workers: int | None = None, progress: bool = True) -> list[SegmentationRun]:
+    """Every network of ``specs``, in order. The attention models of the cues are trained (or
+    found) first; then the networks not cached train side by side
+    (:func:`gainbook.cache.train_all`). A network trained now reports ``cached=False``."""
+    return train_all(specs, cache_dir, device=device, workers=workers, progress=progress)
+
+
+def _report_job(job: tuple[SegmentationSpec, str, str, str]) -> dict[str, dict[str, float]]:
+    spec, cache_dir, device, split = job
+    network = train_segmentation(spec, cache_dir, device=device).model
+    dataset = load_split(spec.data, split)
+    names = list(dataset.classes)
+    return {"plain": segmentation_scores(predict_segmentation(network, dataset), dataset, names),
+            "crf": segmentation_scores(predict_segmentation(network, dataset, crf=True), dataset, names)}
+
+
+def segmentation_reports(specs: Sequence[SegmentationSpec], split: str = "val",
+                         cache_dir: str | os.PathLike | None = None, *, device: str = "cpu",
+                         workers: int | None = None,
+                         progress: bool = True) -> list[dict[str, dict[str, float]]]:
+    """:func:`segmentation_scores` of every spec's network on ``split``, without (``"plain"``)
+    and with (``"crf"``) the dense CRF, in order; networks side by side in ``workers`` processes
+    (the CRF runs one image at a time on one core). Networks not cached are trained first."""
+    from gainbook.pool import default_workers, run_in_processes
+
+    if workers is None:
+        workers = default_workers(select_device(device).type)
+    root = str(cache_root(cache_dir))
+    results = run_in_processes(_report_job, [(s, root, device, split) for s in specs],
+                               workers=workers, progress=progress,
+                               describe=lambda job: f"network {job[0].key()}",
+                               desc=f"scoring {len(specs)} segmentation networks")
+    return [report for report, _ in results]
