@@ -1,0 +1,104 @@
+"""No silent nonsense in: samples and boxes (items 1-2), label and class shapes at the attention
+entry points (items 3-4), GainConfig (item 5) and the VOC download script (item 6)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tiny import TinyNet, TinyScenes
+
+from gainlib.attention import GradCAM
+from gainlib.data.protocol import SampleError, collate_samples, validate_sample
+from gainlib.gain import GAIN, GainConfig
+
+
+def _sample(**overrides):
+    sample = {"image": torch.zeros(3, 8, 8), "labels": torch.tensor([0.0, 1.0, 0.0]),
+              "boxes": torch.tensor([[1.0, 1.0, 5.0, 6.0]]), "box_labels": torch.tensor([1]),
+              "saliency": torch.full((8, 8), 0.5), "use_boxes": True, "id": "img-7"}
+    sample.update(overrides)
+    return sample
+
+
+def _refused(samples, message, culprit="img-9"):
+    """Collating ``samples`` raises a SampleError that matches ``message`` and names ``culprit``."""
+    with pytest.raises(SampleError, match=message) as info:
+        collate_samples(samples)
+    assert culprit in str(info.value)
+
+
+# --- item 1: box supervision that makes no sense ------------------------------------------------
+
+def test_item1_use_boxes_without_saliency_is_refused_with_a_hint():
+    bad = _sample(id="img-9", saliency=None)
+    with pytest.raises(SampleError, match="img-9.*no 'saliency'.*spectral_residual_saliency"):
+        validate_sample(bad)
+    _refused([_sample(), bad], "spectral_residual_saliency")
+    collate_samples([_sample(), _sample(saliency=None, use_boxes=False)])   # boxes for evaluation only
+
+
+@pytest.mark.parametrize("box,problem", [
+    ([1.0, 1.0, 9.0, 6.0], "outside the 8x8 image"),
+    ([-1.0, 1.0, 5.0, 6.0], "outside the 8x8 image"),
+    ([1.0, 1.0, 5.0, 8.5], "outside the 8x8 image"),
+    ([5.0, 1.0, 1.0, 6.0], "inverted"),
+    ([1.0, 6.0, 5.0, 6.0], "inverted"),
+    ([1.0, float("nan"), 5.0, 6.0], "not finite"),
+    ([1.0, 1.0, float("inf"), 6.0], "not finite"),
+], ids=["x2>W", "x1<0", "y2>H", "x2<x1", "y2=y1", "nan", "inf"])
+def test_item1_nonsense_boxes_are_refused(box, problem):
+    boxes = torch.tensor([[0.0, 0.0, 8.0, 8.0], box])
+    bad = _sample(id="img-9", boxes=boxes, box_labels=torch.tensor([1, 1]))
+    with pytest.raises(SampleError, match=f"img-9.*box 1 .*{problem}"):
+        validate_sample(bad)
+    _refused([_sample(), bad, _sample()], problem)                       # the culprit is named
+    _refused([_sample(), {**bad, "use_boxes": False}], problem)         # nonsense even unused
+
+
+def test_item1_a_positive_label_without_a_box_is_refused():
+    bad = _sample(id="img-9", labels=torch.tensor([0.0, 1.0, 1.0]))    # class 2 has no box
+    with pytest.raises(SampleError, match=r"img-9.*label\(s\) \[2\] have no box"):
+        validate_sample(bad)
+    _refused([_sample(), bad], "have no box")
+    # Without use_boxes the boxes only serve evaluation: a missing one is no supervision error.
+    batch = collate_samples([_sample(), {**bad, "use_boxes": False}])
+    assert batch["box_masks"][1, 2].sum() == 0
+
+
+def test_item1_good_box_batches_still_collate():
+    batch = collate_samples([_sample(), _sample(boxes=torch.tensor([[0.0, 0.0, 8.0, 8.0]]))])
+    assert batch["box_masks"][0, 1].sum() == 4 * 5 and batch["box_masks"][1, 1].sum() == 64
+
+
+# --- item 2: samples that are not samples -------------------------------------------------------
+
+def test_item2_a_none_sample_is_named_by_its_position():
+    with pytest.raises(SampleError, match="position 1 of the batch is NoneType.*__getitem__"):
+        collate_samples([_sample(), None])
+    with pytest.raises(SampleError, match="position 0 of the batch is NoneType"):
+        collate_samples([None, _sample()])
+    with pytest.raises(SampleError, match="NoneType, not a dict"):
+        validate_sample(None)
+
+
+def test_item2_labels_given_as_a_list_are_named():
+    bad = _sample(id="img-9", labels=[0.0, 1.0, 0.0])
+    for samples in ([bad, _sample()], [_sample(), bad]):
+        _refused(samples, r"'labels' must be a multi-hot tensor \[C\], got a list; convert it")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_item2_a_non_finite_image_is_traced_to_its_sample(value):
+    image = torch.zeros(3, 8, 8)
+    image[1, 2, 3] = value
+    bad = _sample(id="img-9", image=image)
+    with pytest.raises(SampleError, match="img-9.*NaN or infinite"):
+        validate_sample(bad)
+    _refused([_sample(), _sample(), bad], "NaN or infinite")
+
+
+def test_item2_saliency_outside_0_1_is_refused():
+    _refused([_sample(), _sample(id="img-9", saliency=torch.full((8, 8), float("nan")))], "saliency")
+    _refused([_sample(id="img-9", saliency=torch.full((8, 8), 255.0))], r"\[0, 1\]")
+
+
