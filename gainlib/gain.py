@@ -30,7 +30,13 @@ from typing import Any, Iterator, Literal, Mapping
 import torch
 from torch import Tensor, nn
 
-from gainlib.attention import AttentionMaps, GradCAM, attention_from_features, positive_classes
+from gainlib.attention import (
+    AttentionMaps,
+    GradCAM,
+    attention_from_features,
+    check_labels,
+    positive_classes,
+)
 from gainlib.losses import (
     mean_over_class_slots,
     attention_mining_loss,
@@ -114,6 +120,7 @@ class GAIN(nn.Module):
 
     def _trainable_attention(self, images: Tensor, labels: Tensor):
         logits, features = self._cam.forward_with_features(images)
+        check_labels(labels, logits)
         classes, valid = positive_classes(labels)
         maps = attention_from_features(
             logits, features, classes, valid, output_size=tuple(images.shape[-2:]),
@@ -138,6 +145,7 @@ class GAIN(nn.Module):
         out: dict[str, Tensor] = {}
         if not attention_mining or self.config.alpha == 0:
             logits = self.classifier(images)
+            check_labels(labels, logits)
             out["cl"] = classification_loss(logits, labels)
             total = out["cl"]
         else:

@@ -102,3 +102,42 @@ def test_item2_saliency_outside_0_1_is_refused():
     _refused([_sample(id="img-9", saliency=torch.full((8, 8), 255.0))], r"\[0, 1\]")
 
 
+# --- item 3: labels wider than the logits -------------------------------------------------------
+
+def _wide_batch():
+    """Protocol batch with 4 label classes, for a model with 3 outputs."""
+    batch = collate_samples([TinyScenes(n=4, num_classes=4, seed=1, pixel=(0, 1), box=(2, 3))[i] for i in range(4)])
+    assert batch["labels"][:, 3].any()                 # a positive label beyond the logits
+    return batch
+
+
+@pytest.mark.parametrize("stream", ["gain", "classifier", "ext", "attention"])
+def test_item3_labels_wider_than_the_logits_name_both_sizes(stream):
+    torch.manual_seed(0)
+    model = GAIN(TinyNet(num_classes=3), "features")
+    batch = _wide_batch()
+    call = {"gain": lambda: model.stream_losses(batch),
+            "classifier": lambda: model.stream_losses(batch, attention_mining=False),
+            "ext": lambda: model.extra_supervision(batch),
+            "attention": lambda: model.attention(batch["image"], labels=batch["labels"])}[stream]
+    with pytest.raises(ValueError, match=r"labels \[4, 4\] do not match the model's logits \[4, 3\]: "
+                                         r"4 label classes for a model with 3 outputs"):
+        call()
+
+
+# --- item 4: GradCAM classes of the wrong batch size or dtype -----------------------------------
+
+def test_item4_gradcam_classes_must_be_integers_for_every_image():
+    images = torch.randn(2, 3, 32, 32)
+    with GradCAM(TinyNet(), "features") as cam:
+        assert cam(images, classes=torch.tensor([0, 2])).maps.shape == (2, 1, 32, 32)
+        assert cam(images, classes=[[0, 1], [2, 0]]).maps.shape == (2, 2, 32, 32)
+        for wrong in (torch.tensor([0, 1, 2, 0]), torch.tensor([0, 1, 2]), torch.tensor([[0], [1], [2]]),
+                      torch.tensor(1)):
+            with pytest.raises(ValueError, match=r"\[B\] or \[B, K\] with B = 2 images"):
+                cam(images, classes=wrong)
+        for wrong in (torch.tensor([0.7, 2.3]), torch.tensor([True, False])):
+            with pytest.raises(TypeError, match="integer label indices"):
+                cam(images, classes=wrong)
+
+
