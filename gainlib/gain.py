@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from dataclasses import asdict, dataclass
+import math
+import numbers
+import typing
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Iterator, Literal, Mapping
 
 import torch
@@ -77,10 +80,34 @@ class GainConfig:
     am_batchnorm: Literal["batch", "eval", "train"] = "batch"
 
     def __post_init__(self) -> None:
-        if self.am_batchnorm not in ("batch", "eval", "train"):
-            raise ValueError(f"am_batchnorm must be 'batch', 'eval' or 'train', got {self.am_batchnorm!r}")
-        if self.normalization not in ("max", "minmax"):
-            raise ValueError(f"normalization must be 'max' or 'minmax', got {self.normalization!r}")
+        # Every field against its annotation, so a typo fails here rather than at the first
+        # step (or never: sigma=True would silently act as 1).
+        hints = typing.get_type_hints(type(self))
+        for field in fields(self):
+            value, expected = getattr(self, field.name), hints[field.name]
+            if typing.get_origin(expected) is Literal:
+                if value not in typing.get_args(expected):
+                    choices = ", ".join(repr(c) for c in typing.get_args(expected))
+                    raise ValueError(f"GainConfig.{field.name} must be one of {choices}, got {value!r}")
+            elif expected is bool:
+                if not isinstance(value, bool):
+                    raise TypeError(f"GainConfig.{field.name} must be True or False, got {value!r}")
+            elif expected is float:
+                if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                    raise TypeError(f"GainConfig.{field.name} must be a number, got {value!r} "
+                                    f"({type(value).__name__})")
+                if not math.isfinite(value):
+                    raise ValueError(f"GainConfig.{field.name} must be finite, got {value!r}")
+            else:
+                raise TypeError(f"GainConfig.{field.name}: no check for its annotation {expected}")
+        if not 0 <= self.sigma <= 1:   # A^c is normalised to [0, 1] (Eq. 4 thresholds it)
+            raise ValueError(f"GainConfig.sigma must lie in [0, 1] (the maps are normalised to a "
+                             f"peak of 1), got {self.sigma!r}")
+        if self.omega <= 0:
+            raise ValueError(f"GainConfig.omega must be positive (Eq. 4's scale), got {self.omega!r}")
+        for name in ("alpha", "ext_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"GainConfig.{name} must be >= 0 (a loss weight), got {getattr(self, name)!r}")
 
 
 class GAIN(nn.Module):

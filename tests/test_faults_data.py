@@ -141,3 +141,35 @@ def test_item4_gradcam_classes_must_be_integers_for_every_image():
                 cam(images, classes=wrong)
 
 
+# --- item 5: GainConfig validates every field ---------------------------------------------------
+
+@pytest.mark.parametrize("kwargs,error,message", [
+    ({"sigma": 1.5}, ValueError, r"sigma must lie in \[0, 1\]"),
+    ({"sigma": -0.1}, ValueError, r"sigma must lie in \[0, 1\]"),
+    ({"sigma": float("nan")}, ValueError, "sigma must be finite"),
+    ({"sigma": "0.5"}, TypeError, "sigma must be a number"),
+    ({"omega": 0}, ValueError, "omega must be positive"),
+    ({"omega": -3.0}, ValueError, "omega must be positive"),
+    ({"omega": float("nan")}, ValueError, "omega must be finite"),
+    ({"omega": float("inf")}, ValueError, "omega must be finite"),
+    ({"alpha": float("nan")}, ValueError, "alpha must be finite"),
+    ({"alpha": -1.0}, ValueError, "alpha must be >= 0"),
+    ({"alpha": True}, TypeError, "alpha must be a number"),
+    ({"ext_weight": float("nan")}, ValueError, "ext_weight must be finite"),
+    ({"ext_weight": -10}, ValueError, "ext_weight must be >= 0"),
+    ({"ext_weight": None}, TypeError, "ext_weight must be a number"),
+    ({"am_score": "probability"}, ValueError, "am_score must be one of 'sigmoid', 'logit', 'softmax'"),
+    ({"am_batchnorm": "frozen"}, ValueError, "am_batchnorm must be one of"),
+    ({"normalization": "none"}, ValueError, "normalization must be one of 'max', 'minmax'"),
+    ({"detach_weights": 1}, TypeError, "detach_weights must be True or False"),
+    ({"detach_weights": "no"}, TypeError, "detach_weights must be True or False"),
+])
+def test_item5_gainconfig_refuses_bad_fields_at_construction(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        GainConfig(**kwargs)
+
+
+def test_item5_gainconfig_accepts_the_valid_edges():
+    GainConfig(sigma=0, omega=1e5, alpha=0, ext_weight=0.0)
+    GainConfig(sigma=1.0, am_score="softmax", am_batchnorm="eval", normalization="minmax",
+               detach_weights=True)
