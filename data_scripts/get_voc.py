@@ -8,7 +8,10 @@ Steps (each is skipped when its output already exists, so the script can be reru
 1. Download ``VOCtrainval_11-May-2012.tar`` (VOC 2012) and ``benchmark.tgz`` (SBD, Hariharan
    et al. 2011) from their official URLs (a mirror as fallback), resuming partial downloads
    (``<name>.part``) with HTTP range requests, and verify their MD5 checksums.
-2. Extract them under ``--root``.
+2. Extract them under ``--root``, refusing members that would write outside it (``../`` or
+   absolute paths, links pointing out, device files, setuid files). ``.<archive>.extracted``
+   is written only once an archive is fully extracted, so an interrupted extraction is redone
+   on the next run.
 3. Build ``train_aug`` = (SBD train + SBD val + VOC train) - VOC val: the 10,582 images of
    Li et al., Sec. 4.1, and check the 1,449-image VOC ``val`` list.
 4. Write ``SegmentationClassAug/<id>.png`` for every ``train_aug`` and ``val`` image: VOC's own
@@ -29,9 +32,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import shutil
 import socket
+import stat
 import sys
+import tarfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -75,6 +81,9 @@ EXPECTED_COUNTS = {"train_aug": 10582, "val": 1449, "train": 1464}
 EXTRA_SIZES = (200, 400, 900, 1464)
 EXTRA_SEEDS = (0, 1, 2)
 NETWORK_ERRORS = (urllib.error.URLError, socket.timeout, ConnectionError, TimeoutError)
+# tarfile's "data" filter (Python >= 3.10.12, 3.11.4, 3.12): see safe_extract.
+HAS_DATA_FILTER = hasattr(tarfile, "data_filter")
+_FILTER_ERRORS = (tarfile.FilterError,) if HAS_DATA_FILTER else ()
 
 
 class ChecksumError(RuntimeError):
@@ -164,16 +173,89 @@ def fetch(archive: Archive, download_dir: Path, *, opener: Callable = urllib.req
           f"{archive.filename}.part is resumed) and rerun; the MD5 {archive.md5} is checked.")
 
 
-def extract(archive_path: Path, destination: Path, marker: Path) -> None:
-    """Extract once: skipped when ``marker`` (a path the archive creates) exists."""
-    if marker.exists():
-        return
-    from torchvision.datasets.utils import extract_archive
+def extraction_marker(destination: Path, archive_name: str) -> Path:
+    """The file that says ``archive_name`` was extracted completely into ``destination``."""
+    return Path(destination) / f".{archive_name}.extracted"
 
+
+def _inside(path: str, root: str) -> bool:
+    return os.path.commonpath([path, root]) == root
+
+
+def _unsafe_member(member: tarfile.TarInfo, root: str) -> str | None:
+    """Why ``member`` must not be extracted into the real path ``root``, or ``None``.
+
+    Paths are resolved with :func:`os.path.realpath` *as extraction proceeds*, so a member
+    written through a symlink extracted (or planted) earlier is caught too.
+    """
+    name, link = member.name, member.linkname
+    if os.path.isabs(name) or name.startswith(("/", "\\")):
+        return "has an absolute path"
+    if not _inside(os.path.realpath(os.path.join(root, name)), root):
+        return "would be written outside the target folder"
+    if member.issym() and (os.path.isabs(link) or not _inside(
+            os.path.realpath(os.path.join(root, os.path.dirname(name), link)), root)):
+        return f"is a symbolic link to {link!r}, outside the target folder"
+    if member.islnk() and (os.path.isabs(link) or not _inside(os.path.realpath(os.path.join(root, link)), root)):
+        return f"is a hard link to {link!r}, outside the target folder"
+    if member.isdev():
+        return "is a device file or FIFO"
+    if not member.isdir() and member.mode & (stat.S_ISUID | stat.S_ISGID):
+        return f"has a setuid/setgid mode {oct(member.mode)}"
+    return None
+
+
+def safe_extract(archive_path: Path, destination: Path, *, data_filter: bool | None = None) -> None:
+    """Extract a tar archive (any compression) into ``destination``, refusing unsafe members.
+
+    Every member is checked first (:func:`_unsafe_member`); with ``data_filter`` (default:
+    when this Python has it) tarfile's ``filter="data"`` then also drops high mode bits and
+    ownership. Without it, members are extracted without their stored modes or owners.
+    Raises :class:`DataFileError` on the first unsafe member.
+    """
+    archive_path, destination = Path(archive_path), Path(destination)
+    destination.mkdir(parents=True, exist_ok=True)
+    root = os.path.realpath(destination)
+    use_filter = HAS_DATA_FILTER if data_filter is None else data_filter
+
+    def refuse(problem: str) -> DataFileError:
+        return DataFileError(archive_path, f"refused to extract it: {problem}. "
+                                           "This is not the official archive; delete it and rerun")
+
+    def checked(member: tarfile.TarInfo, path: str = root) -> tarfile.TarInfo:
+        problem = _unsafe_member(member, root)
+        if problem:
+            raise refuse(f"member {member.name!r} {problem}")
+        return tarfile.data_filter(member, path) if use_filter else member
+
+    try:
+        with tarfile.open(archive_path) as tar:
+            if use_filter:
+                tar.extractall(root, filter=checked)
+            else:
+                for member in tar:
+                    tar.extract(checked(member), root, set_attrs=False,
+                                **({"filter": "fully_trusted"} if HAS_DATA_FILTER else {}))
+    except tarfile.ReadError as error:
+        raise DataFileError(archive_path, f"not a readable tar archive ({error}); delete it and rerun") from error
+    except _FILTER_ERRORS as error:           # what the data filter refuses beyond our checks
+        raise refuse(str(error)) from error
+
+
+def extract(archive_path: Path, destination: Path, expected: Path) -> None:
+    """Extract ``archive_path`` into ``destination`` and write its completion marker.
+
+    A partial tree left by an interrupted run (no marker) is extracted over: every member is
+    written again. ``expected`` is a path the archive must have created.
+    """
     print(f"extracting {archive_path.name} ...")
-    extract_archive(str(archive_path), str(destination))
-    if not marker.exists():
-        raise DataFileError(archive_path, f"extraction did not create {marker}")
+    safe_extract(archive_path, destination)
+    if not expected.exists():
+        raise DataFileError(archive_path, f"extraction did not create {expected}")
+    marker = extraction_marker(destination, archive_path.name)
+    temporary = marker.with_name(marker.name + ".tmp")
+    temporary.write_text(f"{archive_path.name} extracted completely\n")
+    os.replace(temporary, marker)
 
 
 def build_lists(voc_root: Path, sbd_root: Path) -> dict[str, list[str]]:
@@ -239,9 +321,11 @@ def prepare(root: Path, *, download_dir: Path | None = None, skip_download: bool
     voc_root = root / "VOCdevkit" / "VOC2012"
     sbd_root = root / "benchmark_RELEASE" / "dataset"
     if not skip_download:
-        for archive, marker in ((VOC2012, voc_root / "JPEGImages"), (SBD, sbd_root / "cls")):
-            if not marker.exists():
-                extract(fetch(archive, download_dir, opener=opener, progress=progress), root, marker)
+        # Only the marker says "extracted": folders appear with the first members.
+        for archive, expected_path in ((VOC2012, voc_root / "ImageSets" / "Segmentation" / "val.txt"),
+                                       (SBD, sbd_root / "train.txt")):
+            if not extraction_marker(root, archive.filename).is_file():
+                extract(fetch(archive, download_dir, opener=opener, progress=progress), root, expected_path)
     for needed in (voc_root / "ImageSets" / "Segmentation" / "val.txt", sbd_root / "train.txt"):
         if not needed.is_file():
             raise DataFileError(needed, "missing; download the archives first (run without --skip-download)")

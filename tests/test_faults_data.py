@@ -3,12 +3,22 @@ entry points (items 3-4), GainConfig (item 5) and the VOC download script (item 
 
 from __future__ import annotations
 
+import http.server
+import io
+import stat
+import tarfile
+import threading
+import urllib.request
+from pathlib import Path
+
 import pytest
 import torch
+from test_data_scripts import payload  # noqa: F401  (a fixture)
 from tiny import TinyNet, TinyScenes
 
 from gainlib.attention import GradCAM
 from gainlib.data.protocol import SampleError, collate_samples, validate_sample
+from gainlib.data.voc_layout import DataFileError
 from gainlib.gain import GAIN, GainConfig
 
 
@@ -173,3 +183,154 @@ def test_item5_gainconfig_accepts_the_valid_edges():
     GainConfig(sigma=0, omega=1e5, alpha=0, ext_weight=0.0)
     GainConfig(sigma=1.0, am_score="softmax", am_batchnorm="eval", normalization="minmax",
                detach_weights=True)
+
+
+# --- item 6: data_scripts/get_voc.py ------------------------------------------------------------
+
+def _get_voc():
+    from test_data_scripts import get_voc        # loaded from data_scripts/ by that module
+    return get_voc
+
+
+def _tar(path, members, mode="w"):
+    """Write a tar archive: ``members`` are ``(TarInfo, bytes or None)`` pairs, built in memory."""
+    with tarfile.open(path, mode) as tar:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def _member(name, data=None, kind=tarfile.REGTYPE, link="", mode=0o644):
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode = kind, link, mode
+    return info, data
+
+
+def _tree(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def _attacks(outside):
+    """Crafted members, each trying to write into (or link to) the folder ``outside``."""
+    secret = str(outside / "secret.txt")
+    return {
+        "dot-dot": [_member("../outside/evil.txt", b"pwned")],
+        "absolute": [_member(str(outside / "evil.txt"), b"pwned")],
+        "symlink-absolute": [_member("VOCdevkit", kind=tarfile.SYMTYPE, link=str(outside)),
+                             _member("VOCdevkit/evil.txt", b"pwned")],
+        "symlink-relative": [_member("VOCdevkit", kind=tarfile.SYMTYPE, link="../outside"),
+                             _member("VOCdevkit/evil.txt", b"pwned")],
+        "symlink-chain": [_member("a", kind=tarfile.DIRTYPE, mode=0o755),
+                          _member("a/up", kind=tarfile.SYMTYPE, link=".."),        # inside: allowed
+                          _member("a/up/up", kind=tarfile.SYMTYPE, link=".."),     # resolves outside
+                          _member("a/up/up/outside/evil.txt", b"pwned")],
+        "hardlink-absolute": [_member("secret", kind=tarfile.LNKTYPE, link=secret),
+                              _member("secret", b"pwned")],
+        "hardlink-relative": [_member("secret", kind=tarfile.LNKTYPE, link="../outside/secret.txt"),
+                              _member("secret", b"pwned")],
+        "setuid": [_member("tool", b"#!/bin/sh\n", mode=0o4755)],
+        "setgid": [_member("tool", b"#!/bin/sh\n", mode=0o2755)],
+        "device": [_member("null", kind=tarfile.CHRTYPE)],
+        "fifo": [_member("pipe", kind=tarfile.FIFOTYPE)],
+    }
+
+
+FILTERS = [pytest.param(True, id="data-filter"), pytest.param(False, id="explicit-checks")]
+
+
+@pytest.mark.parametrize("data_filter", FILTERS)
+@pytest.mark.parametrize("attack", list(_attacks(Path("/x"))))
+def test_item6_crafted_archives_are_refused_and_write_nothing_outside(tmp_path, attack, data_filter):
+    get_voc = _get_voc()
+    if data_filter and not get_voc.HAS_DATA_FILTER:
+        pytest.skip("this Python's tarfile has no data filter")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret")
+    archive = _tar(tmp_path / "evil.tar", _attacks(outside)[attack])
+    before = _tree(tmp_path)
+    target = tmp_path / "target"                     # "../outside" from here is `outside`
+    with pytest.raises(DataFileError, match="refused to extract"):
+        get_voc.safe_extract(archive, target, data_filter=data_filter)
+    assert (outside / "secret.txt").read_text() == "secret"
+    assert [p for p in _tree(tmp_path) if p.split("/")[0] != "target"] == before
+
+
+@pytest.mark.parametrize("data_filter", FILTERS)
+def test_item6_a_planted_symlink_is_not_written_through(tmp_path, data_filter):
+    get_voc = _get_voc()
+    if data_filter and not get_voc.HAS_DATA_FILTER:
+        pytest.skip("this Python's tarfile has no data filter")
+    outside, target = tmp_path / "outside", tmp_path / "target"
+    outside.mkdir()
+    target.mkdir()
+    (target / "VOCdevkit").symlink_to(outside)      # left in the tree by someone else
+    archive = _tar(tmp_path / "voc.tar", [_member("VOCdevkit/evil.txt", b"pwned")])
+    with pytest.raises(DataFileError, match="outside the target folder"):
+        get_voc.safe_extract(archive, target, data_filter=data_filter)
+    assert _tree(outside) == []
+
+
+@pytest.mark.parametrize("data_filter", FILTERS)
+def test_item6_a_sound_archive_extracts(tmp_path, data_filter):
+    get_voc = _get_voc()
+    if data_filter and not get_voc.HAS_DATA_FILTER:
+        pytest.skip("this Python's tarfile has no data filter")
+    archive = _tar(tmp_path / "ok.tgz", [
+        _member("VOCdevkit", kind=tarfile.DIRTYPE, mode=0o2755),            # setgid folder: harmless
+        _member("VOCdevkit/a.txt", b"a"),
+        _member("VOCdevkit/link.txt", kind=tarfile.SYMTYPE, link="a.txt"),
+        _member("VOCdevkit/hard.txt", kind=tarfile.LNKTYPE, link="VOCdevkit/a.txt")], mode="w:gz")
+    get_voc.safe_extract(archive, tmp_path / "target", data_filter=data_filter)
+    folder = tmp_path / "target" / "VOCdevkit"
+    assert [(folder / n).read_text() for n in ("a.txt", "link.txt", "hard.txt")] == ["a", "a", "a"]
+    assert not folder.stat().st_mode & (stat.S_ISUID | stat.S_ISGID) or not data_filter
+
+
+def _archives_of(fake_root, out):
+    """The tiny VOC and SBD trees as a .tar and a .tgz, with VOC's members ordered so that its
+    ``SegmentationClass/`` comes last (what an interrupted extraction misses)."""
+    voc_files = sorted((fake_root / "VOCdevkit").rglob("*"), key=lambda p: ("SegmentationClass" in p.parts, str(p)))
+    out.mkdir()
+    with tarfile.open(out / "VOC.tar", "w") as tar:
+        for path in voc_files:
+            tar.add(path, str(path.relative_to(fake_root)), recursive=False)
+    with tarfile.open(out / "SBD.tgz", "w:gz") as tar:
+        tar.add(fake_root / "benchmark_RELEASE", "benchmark_RELEASE")
+    return voc_files
+
+
+def test_item6_a_rerun_after_an_interrupted_extraction_extracts_again(tmp_path, monkeypatch):
+    from voc_fixture import make_fake_voc
+
+    from gainlib.data.voc_layout import read_mask
+
+    get_voc = _get_voc()
+    fake = make_fake_voc(tmp_path / "source")
+    voc_files = _archives_of(tmp_path / "source", tmp_path / "server")
+    for name, filename in (("VOC2012", "VOC.tar"), ("SBD", "SBD.tgz")):
+        path = tmp_path / "server" / filename
+        monkeypatch.setattr(get_voc, name, get_voc.Archive(filename, (path.as_uri(),), get_voc.md5sum(path)))
+    root = tmp_path / "root"
+    # An extraction interrupted before SegmentationClass/: JPEGImages/ and ImageSets/ are there.
+    with tarfile.open(tmp_path / "server" / "VOC.tar") as tar:
+        first = [m for m in tar.getmembers() if "SegmentationClass" not in m.name]
+        tar.extractall(root, members=first)
+    assert (root / "VOCdevkit" / "VOC2012" / "JPEGImages").is_dir()
+    assert not (root / "VOCdevkit" / "VOC2012" / "SegmentationClass").exists() and len(first) < len(voc_files)
+
+    lists = get_voc.prepare(root, seeds=(0,), expected=None, progress=False)
+    voc = root / "VOCdevkit" / "VOC2012"
+    for sample_id in lists["val"]:                     # VOC's own masks, not SBD's
+        assert (read_mask(voc / "SegmentationClassAug" / f"{sample_id}.png")
+                == read_mask(fake.voc / "SegmentationClass" / f"{sample_id}.png")).all()
+    assert get_voc.extraction_marker(root, "VOC.tar").is_file()
+    assert get_voc.extraction_marker(root, "SBD.tgz").is_file()
+
+    def no_fetch(*args, **kwargs):
+        raise AssertionError("a completely extracted archive must not be fetched again")
+
+    monkeypatch.setattr(get_voc, "fetch", no_fetch)
+    assert get_voc.prepare(root, seeds=(0,), expected=None, progress=False) == lists
