@@ -6,8 +6,9 @@
 Steps (each is skipped when its output already exists, so the script can be rerun):
 
 1. Download ``VOCtrainval_11-May-2012.tar`` (VOC 2012) and ``benchmark.tgz`` (SBD, Hariharan
-   et al. 2011) from their official URLs (a mirror as fallback), resuming partial downloads
-   (``<name>.part``) with HTTP range requests, and verify their MD5 checksums.
+   et al. 2011) from their official hosts over HTTPS (a plain-HTTP mirror as fallback, checked
+   by the same pinned MD5), resuming partial downloads (``<name>.part``) with HTTP range
+   requests, and verify their MD5 checksums.
 2. Extract them under ``--root``, refusing members that would write outside it (``../`` or
    absolute paths, links pointing out, device files, setuid files). ``.<archive>.extracted``
    is written only once an archive is fully extracted, so an interrupted extraction is redone
@@ -32,7 +33,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import os
+import re
 import shutil
 import socket
 import stat
@@ -65,22 +68,27 @@ class Archive:
     md5: str
 
 
+# HTTPS first: thor.robots.ox.ac.uk is Oxford's HTTPS host for VOC (torchvision's URL);
+# host.robots.ox.ac.uk has only been known to serve plain HTTP, so it stays last, for
+# when thor is down -- the pinned MD5 checks whatever it sends.
 VOC2012 = Archive(
     "VOCtrainval_11-May-2012.tar",
-    ("http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
-     "https://thor.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"),
+    ("https://thor.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
+     "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"),
     "6cd6e144f989b92b3379bac3b3de84fd",
 )
 SBD = Archive(
     "benchmark.tgz",
-    ("http://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/semantic_contours/benchmark.tgz",
-     "https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/semantic_contours/benchmark.tgz"),
+    ("https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/semantic_contours/benchmark.tgz",
+     "https://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/semantic_contours/benchmark.tgz"),
     "82b4d87ceb2ed10f6038a1cba92111cb",
 )
 EXPECTED_COUNTS = {"train_aug": 10582, "val": 1449, "train": 1464}
 EXTRA_SIZES = (200, 400, 900, 1464)
 EXTRA_SEEDS = (0, 1, 2)
-NETWORK_ERRORS = (urllib.error.URLError, socket.timeout, ConnectionError, TimeoutError)
+# http.client.HTTPException: IncompleteRead and friends when a connection breaks mid-body.
+NETWORK_ERRORS = (urllib.error.URLError, socket.timeout, ConnectionError, TimeoutError,
+                  http.client.HTTPException)
 # tarfile's "data" filter (Python >= 3.10.12, 3.11.4, 3.12): see safe_extract.
 HAS_DATA_FILTER = hasattr(tarfile, "data_filter")
 _FILTER_ERRORS = (tarfile.FilterError,) if HAS_DATA_FILTER else ()
@@ -94,6 +102,10 @@ class OfflineError(RuntimeError):
     """None of an archive's URLs could be reached."""
 
 
+class IncompleteDownloadError(ConnectionError):
+    """The connection ended before the whole file arrived; the ``.part`` file is kept to resume."""
+
+
 def md5sum(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.md5()
     with open(path, "rb") as handle:
@@ -102,52 +114,108 @@ def md5sum(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def _content_range(headers) -> tuple[int | None, int | None]:
+    """``(first byte, total size)`` of a ``Content-Range: bytes first-last/total`` (or
+    ``bytes */total``) header; ``None`` for what it does not say."""
+    value = headers.get("Content-Range") if headers is not None else None
+    match = re.fullmatch(r"bytes (?:(\d+)-\d+|\*)/(\d+|\*)", value.strip()) if value else None
+    if not match:
+        return None, None
+    first, total = match.groups()
+    return (int(first) if first else None), (int(total) if total and total != "*" else None)
+
+
 def _open_from(url: str, start: int, opener: Callable, timeout: float):
-    """Open ``url`` at byte ``start``; returns ``(stream, resumed, total or None)``."""
+    """Open ``url`` at byte ``start``; returns ``(stream, offset, total)``.
+
+    ``offset`` is the byte the stream starts at: ``start`` when the server resumed (206), 0
+    when it sends the whole file (200, a server that ignores Range). ``total`` is the file's
+    size or ``None`` if unknown. ``stream`` is ``None`` when the server has nothing past
+    ``start`` (416); then ``total`` is the size it reports, if any.
+    """
     if url.startswith("file://"):
         # urllib's file handler ignores Range, so seek ourselves (also what the tests use).
         path = Path(urllib.request.url2pathname(url[len("file://"):]))
-        stream = open(path, "rb")
         size = path.stat().st_size
-        stream.seek(min(start, size))
-        return stream, start > 0, size
+        offset = start if start <= size else 0
+        stream = open(path, "rb")
+        stream.seek(offset)
+        return stream, offset, size
     request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
     try:
         stream = opener(request, timeout=timeout)
     except urllib.error.HTTPError as error:
-        if error.code == 416:          # range not satisfiable: the .part file is already complete
-            return None, True, start
+        if error.code == 416 and start:  # range not satisfiable: the .part file may be whole
+            return None, start, _content_range(error.headers)[1]
         raise
     status = getattr(stream, "status", None) or stream.getcode()
     length = stream.headers.get("Content-Length")
-    resumed = start > 0 and status == 206
-    total = (int(length) + (start if resumed else 0)) if length is not None else None
-    return stream, resumed, total
+    if start and status == 206:
+        first, total = _content_range(stream.headers)
+        if first is not None and first != start:    # not the bytes we asked for: start over
+            stream.close()
+            return _open_from(url, 0, opener, timeout)
+        if total is None and length is not None:
+            total = start + int(length)
+        return stream, start, total
+    return stream, 0, int(length) if length is not None else None
+
+
+def _download_once(url: str, partial: Path, md5: str | None, opener: Callable, timeout: float,
+                   chunk: int, progress: bool) -> None:
+    """One connection: append to (or restart) ``partial`` until the server stops sending.
+
+    Raises :class:`IncompleteDownloadError` if fewer bytes than the announced size arrived
+    (``read`` returns ``b""`` when a connection drops mid-body), keeping ``partial`` to resume.
+    """
+    start = partial.stat().st_size if partial.is_file() else 0
+    stream, offset, total = _open_from(url, start, opener, timeout)
+    if stream is None:
+        if total == start or (md5 is not None and md5sum(partial) == md5):
+            return                                    # the .part file is already whole
+        # The server cannot confirm that the .part file is whole: fetch it all again.
+        stream, offset, total = _open_from(url, 0, opener, timeout)
+    with stream, open(partial, "ab" if offset else "wb") as out, tqdm(
+            total=total, initial=offset, unit="B", unit_scale=True,
+            desc=partial.name, disable=not progress) as bar:
+        for block in iter(lambda: stream.read(chunk), b""):
+            out.write(block)
+            bar.update(len(block))
+    size = partial.stat().st_size
+    if total is not None and size != total:
+        if size > total:                              # more than the file holds: useless to resume
+            partial.unlink()
+        raise IncompleteDownloadError(f"{url}: got {size} of {total} bytes before the connection ended")
 
 
 def download(url: str, destination: Path, md5: str | None = None, *,
              opener: Callable = urllib.request.urlopen, timeout: float = 60.0,
-             chunk: int = 1 << 20, progress: bool = True) -> Path:
+             chunk: int = 1 << 20, progress: bool = True, attempts: int = 3) -> Path:
     """Download ``url`` to ``destination``, resuming ``destination.part``; verify ``md5``.
 
-    A complete file with the right checksum is not downloaded again. If the server ignores
-    the range request the download restarts from zero. A checksum mismatch deletes the file
-    and raises :class:`ChecksumError`.
+    A complete file with the right checksum is not downloaded again. A connection that drops
+    mid-file is resumed with an HTTP Range request, up to ``attempts`` connections in all while
+    each brings new bytes (rerunning resumes too); a server that ignores the range request
+    sends the whole file again. The file is moved to ``destination`` only when its size
+    matches the server's ``Content-Length``/``Content-Range``, so even with ``md5=None`` a
+    partial file is never returned as whole (a server that announces no size can only be
+    trusted). A checksum mismatch deletes the file and raises :class:`ChecksumError`.
     """
     destination = Path(destination)
     if destination.is_file() and (md5 is None or md5sum(destination) == md5):
         return destination
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(destination.name + ".part")
-    start = partial.stat().st_size if partial.is_file() else 0
-    stream, resumed, total = _open_from(url, start, opener, timeout)
-    if stream is not None:
-        with stream, open(partial, "ab" if resumed else "wb") as out, tqdm(
-                total=total, initial=start if resumed else 0, unit="B", unit_scale=True,
-                desc=destination.name, disable=not progress) as bar:
-            for block in iter(lambda: stream.read(chunk), b""):
-                out.write(block)
-                bar.update(len(block))
+    for attempt in range(1, attempts + 1):
+        before = partial.stat().st_size if partial.is_file() else 0
+        try:
+            _download_once(url, partial, md5, opener, timeout, chunk, progress)
+            break
+        except NETWORK_ERRORS as error:
+            grew = partial.is_file() and partial.stat().st_size > before
+            if attempt == attempts or not grew:
+                raise
+            print(f"{destination.name}: {error}; resuming ({attempt}/{attempts - 1})", file=sys.stderr)
     partial.replace(destination)
     if md5 is not None:
         actual = md5sum(destination)

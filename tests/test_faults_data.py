@@ -212,6 +212,15 @@ def _tree(folder):
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
+def test_item6_archives_and_their_md5s():
+    get_voc = _get_voc()
+    assert get_voc.VOC2012.md5 == "6cd6e144f989b92b3379bac3b3de84fd"
+    assert get_voc.SBD.md5 == "82b4d87ceb2ed10f6038a1cba92111cb"
+    for archive in (get_voc.VOC2012, get_voc.SBD):
+        assert archive.urls[0].startswith("https://"), archive.urls   # plain HTTP only as a fallback
+    assert all(url.startswith("https://") for url in get_voc.SBD.urls)
+
+
 def _attacks(outside):
     """Crafted members, each trying to write into (or link to) the folder ``outside``."""
     secret = str(outside / "secret.txt")
@@ -334,3 +343,89 @@ def test_item6_a_rerun_after_an_interrupted_extraction_extracts_again(tmp_path, 
 
     monkeypatch.setattr(get_voc, "fetch", no_fetch)
     assert get_voc.prepare(root, seeds=(0,), expected=None, progress=False) == lists
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Serves ``server.data`` at any path; honours Range unless ``server.ranges`` is False and
+    drops the connection halfway through the next ``server.drops`` responses."""
+
+    def do_GET(self):
+        server, data = self.server, self.server.data
+        header = self.headers.get("Range")
+        server.requests.append(header)
+        start = int(header.split("=")[1].split("-")[0]) if header and server.ranges else 0
+        self.send_response(206 if start else 200)
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        body = data[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if server.drops:
+            server.drops -= 1
+            body = body[:len(body) // 2]          # then the handler returns: HTTP/1.0 closes
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def local_http(payload):
+    """An HTTP server on 127.0.0.1 in a thread; it stops at the end of the test or, at the
+    latest, after a bounded number of idle polls. Returns ``(server, url, opener)``."""
+    _, data, _ = payload
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Handler)
+    server.timeout, server.data, server.requests, server.drops, server.ranges = 0.1, data, [], 0, True
+    stop = threading.Event()
+
+    def serve():
+        for _ in range(600):                        # each poll waits at most server.timeout
+            if stop.is_set():
+                return
+            server.handle_request()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))   # no proxy for 127.0.0.1
+    try:
+        yield server, f"http://127.0.0.1:{server.server_port}/archive.tar", opener.open
+    finally:
+        stop.set()
+        thread.join()
+        server.server_close()
+
+
+@pytest.mark.parametrize("md5", [True, False], ids=["md5", "no-md5"])
+def test_item6_a_dropped_connection_is_resumed_with_a_range_request(payload, local_http, tmp_path, md5):
+    get_voc = _get_voc()
+    _, data, checksum = payload
+    server, url, opener = local_http
+    server.drops = 1
+    target = tmp_path / "archive.tar"
+    get_voc.download(url, target, checksum if md5 else None, opener=opener, progress=False, chunk=4096)
+    assert target.read_bytes() == data and not (tmp_path / "archive.tar.part").exists()
+    assert server.requests == [None, f"bytes={len(data) // 2}-"]
+
+
+def test_item6_without_md5_a_partial_file_is_never_returned_as_whole(payload, local_http, tmp_path):
+    get_voc = _get_voc()
+    _, data, _ = payload
+    server, url, opener = local_http
+    server.drops = 1
+    target = tmp_path / "archive.tar"
+    with pytest.raises(get_voc.IncompleteDownloadError, match=f"{len(data) // 2} of {len(data)} bytes"):
+        get_voc.download(url, target, None, opener=opener, progress=False, attempts=1)
+    assert not target.exists() and (tmp_path / "archive.tar.part").stat().st_size == len(data) // 2
+    get_voc.download(url, target, None, opener=opener, progress=False)       # a rerun resumes
+    assert target.read_bytes() == data and server.requests[-1] == f"bytes={len(data) // 2}-"
+
+
+def test_item6_a_server_that_ignores_range_sends_the_file_again(payload, local_http, tmp_path):
+    get_voc = _get_voc()
+    _, data, _ = payload
+    server, url, opener = local_http
+    server.ranges = False
+    (tmp_path / "archive.tar.part").write_bytes(b"stale bytes of another try")
+    get_voc.download(url, tmp_path / "archive.tar", None, opener=opener, progress=False)
+    assert (tmp_path / "archive.tar").read_bytes() == data
+    assert server.requests == ["bytes=26-"]
