@@ -388,15 +388,18 @@ def prepare(root: Path, *, download_dir: Path | None = None, skip_download: bool
     download_dir = download_dir or root / "downloads"
     voc_root = root / "VOCdevkit" / "VOC2012"
     sbd_root = root / "benchmark_RELEASE" / "dataset"
+    archives = ((VOC2012, voc_root / "ImageSets" / "Segmentation" / "val.txt"), (SBD, sbd_root / "train.txt"))
     if not skip_download:
         # Only the marker says "extracted": folders appear with the first members.
-        for archive, expected_path in ((VOC2012, voc_root / "ImageSets" / "Segmentation" / "val.txt"),
-                                       (SBD, sbd_root / "train.txt")):
+        for archive, needed in archives:
             if not extraction_marker(root, archive.filename).is_file():
-                extract(fetch(archive, download_dir, opener=opener, progress=progress), root, expected_path)
-    for needed in (voc_root / "ImageSets" / "Segmentation" / "val.txt", sbd_root / "train.txt"):
+                extract(fetch(archive, download_dir, opener=opener, progress=progress), root, needed)
+    for archive, needed in archives:
+        marker = extraction_marker(root, archive.filename)
         if not needed.is_file():
-            raise DataFileError(needed, "missing; download the archives first (run without --skip-download)")
+            raise DataFileError(needed, f"missing although {marker.name} says {archive.filename} was extracted; "
+                                        "delete that marker and rerun to extract it again" if marker.is_file()
+                                else "missing; download the archives first (run without --skip-download)")
     lists = build_lists(voc_root, sbd_root)
     if expected:
         check_counts(lists, expected)

@@ -91,11 +91,13 @@ def check_labels(labels: Tensor, logits: Tensor) -> None:
     if not torch.is_tensor(labels):
         raise TypeError(f"labels must be a multi-hot tensor [B, C], got {type(labels).__name__}")
     if labels.ndim != 2 or labels.shape != logits.shape:
-        raise ValueError(
-            f"labels {list(labels.shape)} do not match the model's logits {list(logits.shape)}: "
-            f"{labels.shape[-1] if labels.ndim else 0} label classes for a model with "
-            f"{logits.shape[1]} outputs (and {labels.shape[0] if labels.ndim else 0} label rows for "
-            f"{logits.shape[0]} images); build the model for the dataset's classes")
+        if labels.ndim == 2 and labels.shape[1] != logits.shape[1]:
+            problem = (f"{labels.shape[1]} label classes for a model with {logits.shape[1]} outputs; "
+                       "build the model for the dataset's classes")
+        else:
+            problem = "multi-hot labels [B, C], one row per image, expected"
+        raise ValueError(f"labels {list(labels.shape)} do not match the model's logits "
+                         f"{list(logits.shape)}: {problem}")
 
 
 def normalize_maps(maps: Tensor, normalization: Normalization = "max") -> Tensor:

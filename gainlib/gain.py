@@ -68,6 +68,10 @@ class GainConfig:
         am_score: which score of I* L_am minimises (``"sigmoid"``, ``"logit"``, ``"softmax"``).
         am_batchnorm: BatchNorm mode in S_am: ``"batch"``, ``"eval"`` or ``"train"``
             (module notes).
+
+    Every field's type and range is checked when the config is built (``ValueError`` /
+    ``TypeError`` naming the field): sigma in [0, 1], omega > 0, alpha and ext_weight >= 0,
+    all finite; the string fields one of their choices; detach_weights a bool.
     """
 
     sigma: float = DEFAULT_SIGMA

@@ -343,6 +343,9 @@ def test_item6_a_rerun_after_an_interrupted_extraction_extracts_again(tmp_path, 
 
     monkeypatch.setattr(get_voc, "fetch", no_fetch)
     assert get_voc.prepare(root, seeds=(0,), expected=None, progress=False) == lists
+    (voc / "ImageSets" / "Segmentation" / "val.txt").unlink()      # the tree was damaged later
+    with pytest.raises(DataFileError, match="delete that marker and rerun"):
+        get_voc.prepare(root, seeds=(0,), expected=None, progress=False)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
