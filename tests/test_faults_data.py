@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_data_scripts import payload  # noqa: F401  (a fixture)
+from test_data_scripts import get_voc, payload  # noqa: F401  (payload: a fixture)
 from tiny import TinyNet, TinyScenes
 
 from gainlib.attention import GradCAM
@@ -187,11 +187,6 @@ def test_item5_gainconfig_accepts_the_valid_edges():
 
 # --- item 6: data_scripts/get_voc.py ------------------------------------------------------------
 
-def _get_voc():
-    from test_data_scripts import get_voc        # loaded from data_scripts/ by that module
-    return get_voc
-
-
 def _tar(path, members, mode="w"):
     """Write a tar archive: ``members`` are ``(TarInfo, bytes or None)`` pairs, built in memory."""
     with tarfile.open(path, mode) as tar:
@@ -213,7 +208,6 @@ def _tree(folder):
 
 
 def test_item6_archives_and_their_md5s():
-    get_voc = _get_voc()
     assert get_voc.VOC2012.md5 == "6cd6e144f989b92b3379bac3b3de84fd"
     assert get_voc.SBD.md5 == "82b4d87ceb2ed10f6038a1cba92111cb"
     for archive in (get_voc.VOC2012, get_voc.SBD):
@@ -246,15 +240,14 @@ def _attacks(outside):
     }
 
 
-FILTERS = [pytest.param(True, id="data-filter"), pytest.param(False, id="explicit-checks")]
+FILTERS = [pytest.param(True, id="data-filter", marks=pytest.mark.skipif(
+               not get_voc.HAS_DATA_FILTER, reason="this Python's tarfile has no data filter")),
+           pytest.param(False, id="explicit-checks")]
 
 
 @pytest.mark.parametrize("data_filter", FILTERS)
 @pytest.mark.parametrize("attack", list(_attacks(Path("/x"))))
 def test_item6_crafted_archives_are_refused_and_write_nothing_outside(tmp_path, attack, data_filter):
-    get_voc = _get_voc()
-    if data_filter and not get_voc.HAS_DATA_FILTER:
-        pytest.skip("this Python's tarfile has no data filter")
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret.txt").write_text("secret")
@@ -269,9 +262,6 @@ def test_item6_crafted_archives_are_refused_and_write_nothing_outside(tmp_path, 
 
 @pytest.mark.parametrize("data_filter", FILTERS)
 def test_item6_a_planted_symlink_is_not_written_through(tmp_path, data_filter):
-    get_voc = _get_voc()
-    if data_filter and not get_voc.HAS_DATA_FILTER:
-        pytest.skip("this Python's tarfile has no data filter")
     outside, target = tmp_path / "outside", tmp_path / "target"
     outside.mkdir()
     target.mkdir()
@@ -284,9 +274,6 @@ def test_item6_a_planted_symlink_is_not_written_through(tmp_path, data_filter):
 
 @pytest.mark.parametrize("data_filter", FILTERS)
 def test_item6_a_sound_archive_extracts(tmp_path, data_filter):
-    get_voc = _get_voc()
-    if data_filter and not get_voc.HAS_DATA_FILTER:
-        pytest.skip("this Python's tarfile has no data filter")
     archive = _tar(tmp_path / "ok.tgz", [
         _member("VOCdevkit", kind=tarfile.DIRTYPE, mode=0o2755),            # setgid folder: harmless
         _member("VOCdevkit/a.txt", b"a"),
@@ -316,7 +303,6 @@ def test_item6_a_rerun_after_an_interrupted_extraction_extracts_again(tmp_path, 
 
     from gainlib.data.voc_layout import read_mask
 
-    get_voc = _get_voc()
     fake = make_fake_voc(tmp_path / "source")
     voc_files = _archives_of(tmp_path / "source", tmp_path / "server")
     for name, filename in (("VOC2012", "VOC.tar"), ("SBD", "SBD.tgz")):
@@ -400,7 +386,6 @@ def local_http(payload):
 
 @pytest.mark.parametrize("md5", [True, False], ids=["md5", "no-md5"])
 def test_item6_a_dropped_connection_is_resumed_with_a_range_request(payload, local_http, tmp_path, md5):
-    get_voc = _get_voc()
     _, data, checksum = payload
     server, url, opener = local_http
     server.drops = 1
@@ -411,7 +396,6 @@ def test_item6_a_dropped_connection_is_resumed_with_a_range_request(payload, loc
 
 
 def test_item6_without_md5_a_partial_file_is_never_returned_as_whole(payload, local_http, tmp_path):
-    get_voc = _get_voc()
     _, data, _ = payload
     server, url, opener = local_http
     server.drops = 1
@@ -424,7 +408,6 @@ def test_item6_without_md5_a_partial_file_is_never_returned_as_whole(payload, lo
 
 
 def test_item6_a_server_that_ignores_range_sends_the_file_again(payload, local_http, tmp_path):
-    get_voc = _get_voc()
     _, data, _ = payload
     server, url, opener = local_http
     server.ranges = False
