@@ -6,9 +6,13 @@
 Steps (each is skipped when its output already exists, so the script can be rerun):
 
 1. Download ``VOCtrainval_11-May-2012.tar`` (VOC 2012) and ``benchmark.tgz`` (SBD, Hariharan
-   et al. 2011) from their official URLs (a mirror as fallback), resuming partial downloads
-   (``<name>.part``) with HTTP range requests, and verify their MD5 checksums.
-2. Extract them under ``--root``.
+   et al. 2011) from their official hosts over HTTPS (a plain-HTTP mirror as fallback, checked
+   by the same pinned MD5), resuming partial downloads (``<name>.part``) with HTTP range
+   requests, and verify their MD5 checksums.
+2. Extract them under ``--root``, refusing members that would write outside it (``../`` or
+   absolute paths, links pointing out, device files, setuid files). ``.<archive>.extracted``
+   is written only once an archive is fully extracted, so an interrupted extraction is redone
+   on the next run.
 3. Build ``train_aug`` = (SBD train + SBD val + VOC train) - VOC val: the 10,582 images of
    Li et al., Sec. 4.1, and check the 1,449-image VOC ``val`` list.
 4. Write ``SegmentationClassAug/<id>.png`` for every ``train_aug`` and ``val`` image: VOC's own
@@ -29,9 +33,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
+import os
+import re
 import shutil
 import socket
+import stat
 import sys
+import tarfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -59,22 +68,30 @@ class Archive:
     md5: str
 
 
+# HTTPS first: thor.robots.ox.ac.uk is Oxford's HTTPS host for VOC (torchvision's URL);
+# host.robots.ox.ac.uk has only been known to serve plain HTTP, so it stays last, for
+# when thor is down -- the pinned MD5 checks whatever it sends.
 VOC2012 = Archive(
     "VOCtrainval_11-May-2012.tar",
-    ("http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
-     "https://thor.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"),
+    ("https://thor.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
+     "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"),
     "6cd6e144f989b92b3379bac3b3de84fd",
 )
 SBD = Archive(
     "benchmark.tgz",
-    ("http://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/semantic_contours/benchmark.tgz",
-     "https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/semantic_contours/benchmark.tgz"),
+    ("https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/semantic_contours/benchmark.tgz",
+     "https://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/semantic_contours/benchmark.tgz"),
     "82b4d87ceb2ed10f6038a1cba92111cb",
 )
 EXPECTED_COUNTS = {"train_aug": 10582, "val": 1449, "train": 1464}
 EXTRA_SIZES = (200, 400, 900, 1464)
 EXTRA_SEEDS = (0, 1, 2)
-NETWORK_ERRORS = (urllib.error.URLError, socket.timeout, ConnectionError, TimeoutError)
+# http.client.HTTPException: IncompleteRead and friends when a connection breaks mid-body.
+NETWORK_ERRORS = (urllib.error.URLError, socket.timeout, ConnectionError, TimeoutError,
+                  http.client.HTTPException)
+# tarfile's "data" filter (Python >= 3.10.12, 3.11.4, 3.12): see safe_extract.
+HAS_DATA_FILTER = hasattr(tarfile, "data_filter")
+_FILTER_ERRORS = (tarfile.FilterError,) if HAS_DATA_FILTER else ()
 
 
 class ChecksumError(RuntimeError):
@@ -85,6 +102,10 @@ class OfflineError(RuntimeError):
     """None of an archive's URLs could be reached."""
 
 
+class IncompleteDownloadError(ConnectionError):
+    """The connection ended before the whole file arrived; the ``.part`` file is kept to resume."""
+
+
 def md5sum(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.md5()
     with open(path, "rb") as handle:
@@ -93,52 +114,108 @@ def md5sum(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def _content_range(headers) -> tuple[int | None, int | None]:
+    """``(first byte, total size)`` of a ``Content-Range: bytes first-last/total`` (or
+    ``bytes */total``) header; ``None`` for what it does not say."""
+    value = headers.get("Content-Range") if headers is not None else None
+    match = re.fullmatch(r"bytes (?:(\d+)-\d+|\*)/(\d+|\*)", value.strip()) if value else None
+    if not match:
+        return None, None
+    first, total = match.groups()
+    return (int(first) if first else None), (int(total) if total and total != "*" else None)
+
+
 def _open_from(url: str, start: int, opener: Callable, timeout: float):
-    """Open ``url`` at byte ``start``; returns ``(stream, resumed, total or None)``."""
+    """Open ``url`` at byte ``start``; returns ``(stream, offset, total)``.
+
+    ``offset`` is the byte the stream starts at: ``start`` when the server resumed (206), 0
+    when it sends the whole file (200, a server that ignores Range). ``total`` is the file's
+    size or ``None`` if unknown. ``stream`` is ``None`` when the server has nothing past
+    ``start`` (416); then ``total`` is the size it reports, if any.
+    """
     if url.startswith("file://"):
         # urllib's file handler ignores Range, so seek ourselves (also what the tests use).
         path = Path(urllib.request.url2pathname(url[len("file://"):]))
-        stream = open(path, "rb")
         size = path.stat().st_size
-        stream.seek(min(start, size))
-        return stream, start > 0, size
+        offset = start if start <= size else 0
+        stream = open(path, "rb")
+        stream.seek(offset)
+        return stream, offset, size
     request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
     try:
         stream = opener(request, timeout=timeout)
     except urllib.error.HTTPError as error:
-        if error.code == 416:          # range not satisfiable: the .part file is already complete
-            return None, True, start
+        if error.code == 416 and start:  # range not satisfiable: the .part file may be whole
+            return None, start, _content_range(error.headers)[1]
         raise
     status = getattr(stream, "status", None) or stream.getcode()
     length = stream.headers.get("Content-Length")
-    resumed = start > 0 and status == 206
-    total = (int(length) + (start if resumed else 0)) if length is not None else None
-    return stream, resumed, total
+    if start and status == 206:
+        first, total = _content_range(stream.headers)
+        if first is not None and first != start:    # not the bytes we asked for: start over
+            stream.close()
+            return _open_from(url, 0, opener, timeout)
+        if total is None and length is not None:
+            total = start + int(length)
+        return stream, start, total
+    return stream, 0, int(length) if length is not None else None
+
+
+def _download_once(url: str, partial: Path, md5: str | None, opener: Callable, timeout: float,
+                   chunk: int, progress: bool) -> None:
+    """One connection: append to (or restart) ``partial`` until the server stops sending.
+
+    Raises :class:`IncompleteDownloadError` if fewer bytes than the announced size arrived
+    (``read`` returns ``b""`` when a connection drops mid-body), keeping ``partial`` to resume.
+    """
+    start = partial.stat().st_size if partial.is_file() else 0
+    stream, offset, total = _open_from(url, start, opener, timeout)
+    if stream is None:
+        if total == start or (md5 is not None and md5sum(partial) == md5):
+            return                                    # the .part file is already whole
+        # The server cannot confirm that the .part file is whole: fetch it all again.
+        stream, offset, total = _open_from(url, 0, opener, timeout)
+    with stream, open(partial, "ab" if offset else "wb") as out, tqdm(
+            total=total, initial=offset, unit="B", unit_scale=True,
+            desc=partial.name, disable=not progress) as bar:
+        for block in iter(lambda: stream.read(chunk), b""):
+            out.write(block)
+            bar.update(len(block))
+    size = partial.stat().st_size
+    if total is not None and size != total:
+        if size > total:                              # more than the file holds: useless to resume
+            partial.unlink()
+        raise IncompleteDownloadError(f"{url}: got {size} of {total} bytes before the connection ended")
 
 
 def download(url: str, destination: Path, md5: str | None = None, *,
              opener: Callable = urllib.request.urlopen, timeout: float = 60.0,
-             chunk: int = 1 << 20, progress: bool = True) -> Path:
+             chunk: int = 1 << 20, progress: bool = True, attempts: int = 3) -> Path:
     """Download ``url`` to ``destination``, resuming ``destination.part``; verify ``md5``.
 
-    A complete file with the right checksum is not downloaded again. If the server ignores
-    the range request the download restarts from zero. A checksum mismatch deletes the file
-    and raises :class:`ChecksumError`.
+    A complete file with the right checksum is not downloaded again. A connection that drops
+    mid-file is resumed with an HTTP Range request, up to ``attempts`` connections in all while
+    each brings new bytes (rerunning resumes too); a server that ignores the range request
+    sends the whole file again. The file is moved to ``destination`` only when its size
+    matches the server's ``Content-Length``/``Content-Range``, so even with ``md5=None`` a
+    partial file is never returned as whole (a server that announces no size can only be
+    trusted). A checksum mismatch deletes the file and raises :class:`ChecksumError`.
     """
     destination = Path(destination)
     if destination.is_file() and (md5 is None or md5sum(destination) == md5):
         return destination
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(destination.name + ".part")
-    start = partial.stat().st_size if partial.is_file() else 0
-    stream, resumed, total = _open_from(url, start, opener, timeout)
-    if stream is not None:
-        with stream, open(partial, "ab" if resumed else "wb") as out, tqdm(
-                total=total, initial=start if resumed else 0, unit="B", unit_scale=True,
-                desc=destination.name, disable=not progress) as bar:
-            for block in iter(lambda: stream.read(chunk), b""):
-                out.write(block)
-                bar.update(len(block))
+    for attempt in range(1, attempts + 1):
+        before = partial.stat().st_size if partial.is_file() else 0
+        try:
+            _download_once(url, partial, md5, opener, timeout, chunk, progress)
+            break
+        except NETWORK_ERRORS as error:
+            grew = partial.is_file() and partial.stat().st_size > before
+            if attempt == attempts or not grew:
+                raise
+            print(f"{destination.name}: {error}; resuming ({attempt}/{attempts - 1})", file=sys.stderr)
     partial.replace(destination)
     if md5 is not None:
         actual = md5sum(destination)
@@ -164,16 +241,89 @@ def fetch(archive: Archive, download_dir: Path, *, opener: Callable = urllib.req
           f"{archive.filename}.part is resumed) and rerun; the MD5 {archive.md5} is checked.")
 
 
-def extract(archive_path: Path, destination: Path, marker: Path) -> None:
-    """Extract once: skipped when ``marker`` (a path the archive creates) exists."""
-    if marker.exists():
-        return
-    from torchvision.datasets.utils import extract_archive
+def extraction_marker(destination: Path, archive_name: str) -> Path:
+    """The file that says ``archive_name`` was extracted completely into ``destination``."""
+    return Path(destination) / f".{archive_name}.extracted"
 
+
+def _inside(path: str, root: str) -> bool:
+    return os.path.commonpath([path, root]) == root
+
+
+def _unsafe_member(member: tarfile.TarInfo, root: str) -> str | None:
+    """Why ``member`` must not be extracted into the real path ``root``, or ``None``.
+
+    Paths are resolved with :func:`os.path.realpath` *as extraction proceeds*, so a member
+    written through a symlink extracted (or planted) earlier is caught too.
+    """
+    name, link = member.name, member.linkname
+    if os.path.isabs(name) or name.startswith(("/", "\\")):
+        return "has an absolute path"
+    if not _inside(os.path.realpath(os.path.join(root, name)), root):
+        return "would be written outside the target folder"
+    if member.issym() and (os.path.isabs(link) or not _inside(
+            os.path.realpath(os.path.join(root, os.path.dirname(name), link)), root)):
+        return f"is a symbolic link to {link!r}, outside the target folder"
+    if member.islnk() and (os.path.isabs(link) or not _inside(os.path.realpath(os.path.join(root, link)), root)):
+        return f"is a hard link to {link!r}, outside the target folder"
+    if member.isdev():
+        return "is a device file or FIFO"
+    if not member.isdir() and member.mode & (stat.S_ISUID | stat.S_ISGID):
+        return f"has a setuid/setgid mode {oct(member.mode)}"
+    return None
+
+
+def safe_extract(archive_path: Path, destination: Path, *, data_filter: bool | None = None) -> None:
+    """Extract a tar archive (any compression) into ``destination``, refusing unsafe members.
+
+    Every member is checked first (:func:`_unsafe_member`); with ``data_filter`` (default:
+    when this Python has it) tarfile's ``filter="data"`` then also drops high mode bits and
+    ownership. Without it, members are extracted without their stored modes or owners.
+    Raises :class:`DataFileError` on the first unsafe member.
+    """
+    archive_path, destination = Path(archive_path), Path(destination)
+    destination.mkdir(parents=True, exist_ok=True)
+    root = os.path.realpath(destination)
+    use_filter = HAS_DATA_FILTER if data_filter is None else data_filter
+
+    def refuse(problem: str) -> DataFileError:
+        return DataFileError(archive_path, f"refused to extract it: {problem}. "
+                                           "This is not the official archive; delete it and rerun")
+
+    def checked(member: tarfile.TarInfo, path: str = root) -> tarfile.TarInfo:
+        problem = _unsafe_member(member, root)
+        if problem:
+            raise refuse(f"member {member.name!r} {problem}")
+        return tarfile.data_filter(member, path) if use_filter else member
+
+    try:
+        with tarfile.open(archive_path) as tar:
+            if use_filter:
+                tar.extractall(root, filter=checked)
+            else:
+                for member in tar:
+                    tar.extract(checked(member), root, set_attrs=False,
+                                **({"filter": "fully_trusted"} if HAS_DATA_FILTER else {}))
+    except tarfile.ReadError as error:
+        raise DataFileError(archive_path, f"not a readable tar archive ({error}); delete it and rerun") from error
+    except _FILTER_ERRORS as error:           # what the data filter refuses beyond our checks
+        raise refuse(str(error)) from error
+
+
+def extract(archive_path: Path, destination: Path, expected: Path) -> None:
+    """Extract ``archive_path`` into ``destination`` and write its completion marker.
+
+    A partial tree left by an interrupted run (no marker) is extracted over: every member is
+    written again. ``expected`` is a path the archive must have created.
+    """
     print(f"extracting {archive_path.name} ...")
-    extract_archive(str(archive_path), str(destination))
-    if not marker.exists():
-        raise DataFileError(archive_path, f"extraction did not create {marker}")
+    safe_extract(archive_path, destination)
+    if not expected.exists():
+        raise DataFileError(archive_path, f"extraction did not create {expected}")
+    marker = extraction_marker(destination, archive_path.name)
+    temporary = marker.with_name(marker.name + ".tmp")
+    temporary.write_text(f"{archive_path.name} extracted completely\n")
+    os.replace(temporary, marker)
 
 
 def build_lists(voc_root: Path, sbd_root: Path) -> dict[str, list[str]]:
@@ -238,13 +388,18 @@ def prepare(root: Path, *, download_dir: Path | None = None, skip_download: bool
     download_dir = download_dir or root / "downloads"
     voc_root = root / "VOCdevkit" / "VOC2012"
     sbd_root = root / "benchmark_RELEASE" / "dataset"
+    archives = ((VOC2012, voc_root / "ImageSets" / "Segmentation" / "val.txt"), (SBD, sbd_root / "train.txt"))
     if not skip_download:
-        for archive, marker in ((VOC2012, voc_root / "JPEGImages"), (SBD, sbd_root / "cls")):
-            if not marker.exists():
-                extract(fetch(archive, download_dir, opener=opener, progress=progress), root, marker)
-    for needed in (voc_root / "ImageSets" / "Segmentation" / "val.txt", sbd_root / "train.txt"):
+        # Only the marker says "extracted": folders appear with the first members.
+        for archive, needed in archives:
+            if not extraction_marker(root, archive.filename).is_file():
+                extract(fetch(archive, download_dir, opener=opener, progress=progress), root, needed)
+    for archive, needed in archives:
+        marker = extraction_marker(root, archive.filename)
         if not needed.is_file():
-            raise DataFileError(needed, "missing; download the archives first (run without --skip-download)")
+            raise DataFileError(needed, f"missing although {marker.name} says {archive.filename} was extracted; "
+                                        "delete that marker and rerun to extract it again" if marker.is_file()
+                                else "missing; download the archives first (run without --skip-download)")
     lists = build_lists(voc_root, sbd_root)
     if expected:
         check_counts(lists, expected)

@@ -45,7 +45,7 @@ from gainlib.models import resolve_layer
 Normalization = Literal["max", "minmax", "none"]
 
 __all__ = ["AttentionMaps", "GradCAM", "positive_classes", "attention_from_features",
-           "normalize_maps"]
+           "normalize_maps", "check_labels"]
 
 _EPS = 1e-8
 
@@ -80,6 +80,24 @@ def positive_classes(labels: Tensor) -> tuple[Tensor, Tensor]:
     order = torch.sort((~positive).to(torch.int8), dim=1, stable=True).indices[:, :k]
     valid = torch.arange(k, device=labels.device)[None, :] < counts[:, None]
     return torch.where(valid, order, torch.zeros_like(order)), valid
+
+
+def check_labels(labels: Tensor, logits: Tensor) -> None:
+    """Raise ``ValueError`` unless multi-hot ``labels`` are ``[B, C]`` like the model's ``logits``.
+
+    Wider labels would otherwise surface as an out-of-bounds index deep in Eq. 1's
+    ``scatter_`` (a device-side assert on CUDA); narrower ones would mislabel classes.
+    """
+    if not torch.is_tensor(labels):
+        raise TypeError(f"labels must be a multi-hot tensor [B, C], got {type(labels).__name__}")
+    if labels.ndim != 2 or labels.shape != logits.shape:
+        if labels.ndim == 2 and labels.shape[1] != logits.shape[1]:
+            problem = (f"{labels.shape[1]} label classes for a model with {logits.shape[1]} outputs; "
+                       "build the model for the dataset's classes")
+        else:
+            problem = "multi-hot labels [B, C], one row per image, expected"
+        raise ValueError(f"labels {list(labels.shape)} do not match the model's logits "
+                         f"{list(logits.shape)}: {problem}")
 
 
 def normalize_maps(maps: Tensor, normalization: Normalization = "max") -> Tensor:
@@ -206,19 +224,17 @@ class GradCAM:
         """Attention maps for ``images [B, 3, H, W]``.
 
         Give either multi-hot ``labels [B, C]`` (a map per positive class) or explicit
-        label indices ``classes [B]`` / ``[B, K]``; with neither, the top-scoring class.
+        integer label indices ``classes [B]`` / ``[B, K]``; with neither, the top-scoring class.
         """
+        if classes is not None:                     # before the forward pass: fail fast
+            classes = _class_slots(classes, len(images) if torch.is_tensor(images) else None)
         with torch.enable_grad():
             logits, features = self.forward_with_features(images)
             if labels is not None:
-                if labels.shape != logits.shape:
-                    raise ValueError(f"labels {list(labels.shape)} do not match the model's "
-                                     f"logits {list(logits.shape)}")
+                check_labels(labels, logits)
                 slots, valid = positive_classes(labels)
             else:
-                if classes is None:
-                    classes = logits.argmax(dim=1)
-                slots = classes.reshape(len(images), -1).long()
+                slots = (classes if classes is not None else logits.argmax(dim=1)[:, None]).to(logits.device)
                 if slots.numel() and (slots.min() < 0 or slots.max() >= logits.shape[1]):
                     raise ValueError(f"classes must be label indices 0..{logits.shape[1] - 1}")
                 valid = torch.ones_like(slots, dtype=torch.bool)
@@ -244,6 +260,19 @@ class GradCAM:
 
 def _shape_of(value: object) -> str:
     return f"shape {list(value.shape)}" if torch.is_tensor(value) else type(value).__name__
+
+
+def _class_slots(classes: Tensor, batch: int | None) -> Tensor:
+    """``classes [B]`` / ``[B, K]`` of integer label indices as ``[B, K]`` int64 slots."""
+    classes = torch.as_tensor(classes)
+    if classes.is_floating_point() or classes.is_complex() or classes.dtype == torch.bool:
+        # .long() would truncate 2.7 to 2 without a word.
+        raise TypeError(f"classes must be integer label indices, got dtype {classes.dtype}; "
+                        "for multi-hot labels pass labels= instead")
+    if classes.ndim not in (1, 2) or (batch is not None and classes.shape[0] != batch):
+        raise ValueError(f"classes must be [B] or [B, K] with B = {batch} images, "
+                         f"got shape {list(classes.shape)}")
+    return classes.reshape(classes.shape[0], -1).long()
 
 
 def _check_images(images: Tensor) -> None:

@@ -24,13 +24,22 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from dataclasses import asdict, dataclass
+import math
+import numbers
+import typing
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Iterator, Literal, Mapping
 
 import torch
 from torch import Tensor, nn
 
-from gainlib.attention import AttentionMaps, GradCAM, attention_from_features, positive_classes
+from gainlib.attention import (
+    AttentionMaps,
+    GradCAM,
+    attention_from_features,
+    check_labels,
+    positive_classes,
+)
 from gainlib.losses import (
     mean_over_class_slots,
     attention_mining_loss,
@@ -59,6 +68,10 @@ class GainConfig:
         am_score: which score of I* L_am minimises (``"sigmoid"``, ``"logit"``, ``"softmax"``).
         am_batchnorm: BatchNorm mode in S_am: ``"batch"``, ``"eval"`` or ``"train"``
             (module notes).
+
+    Every field's type and range is checked when the config is built (``ValueError`` /
+    ``TypeError`` naming the field): sigma in [0, 1], omega > 0, alpha and ext_weight >= 0,
+    all finite; the string fields one of their choices; detach_weights a bool.
     """
 
     sigma: float = DEFAULT_SIGMA
@@ -71,10 +84,34 @@ class GainConfig:
     am_batchnorm: Literal["batch", "eval", "train"] = "batch"
 
     def __post_init__(self) -> None:
-        if self.am_batchnorm not in ("batch", "eval", "train"):
-            raise ValueError(f"am_batchnorm must be 'batch', 'eval' or 'train', got {self.am_batchnorm!r}")
-        if self.normalization not in ("max", "minmax"):
-            raise ValueError(f"normalization must be 'max' or 'minmax', got {self.normalization!r}")
+        # Every field against its annotation, so a typo fails here rather than at the first
+        # step (or never: sigma=True would silently act as 1).
+        hints = typing.get_type_hints(type(self))
+        for field in fields(self):
+            value, expected = getattr(self, field.name), hints[field.name]
+            if typing.get_origin(expected) is Literal:
+                if value not in typing.get_args(expected):
+                    choices = ", ".join(repr(c) for c in typing.get_args(expected))
+                    raise ValueError(f"GainConfig.{field.name} must be one of {choices}, got {value!r}")
+            elif expected is bool:
+                if not isinstance(value, bool):
+                    raise TypeError(f"GainConfig.{field.name} must be True or False, got {value!r}")
+            elif expected is float:
+                if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                    raise TypeError(f"GainConfig.{field.name} must be a number, got {value!r} "
+                                    f"({type(value).__name__})")
+                if not math.isfinite(value):
+                    raise ValueError(f"GainConfig.{field.name} must be finite, got {value!r}")
+            else:
+                raise TypeError(f"GainConfig.{field.name}: no check for its annotation {expected}")
+        if not 0 <= self.sigma <= 1:   # A^c is normalised to [0, 1] (Eq. 4 thresholds it)
+            raise ValueError(f"GainConfig.sigma must lie in [0, 1] (the maps are normalised to a "
+                             f"peak of 1), got {self.sigma!r}")
+        if self.omega <= 0:
+            raise ValueError(f"GainConfig.omega must be positive (Eq. 4's scale), got {self.omega!r}")
+        for name in ("alpha", "ext_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"GainConfig.{name} must be >= 0 (a loss weight), got {getattr(self, name)!r}")
 
 
 class GAIN(nn.Module):
@@ -114,6 +151,7 @@ class GAIN(nn.Module):
 
     def _trainable_attention(self, images: Tensor, labels: Tensor):
         logits, features = self._cam.forward_with_features(images)
+        check_labels(labels, logits)
         classes, valid = positive_classes(labels)
         maps = attention_from_features(
             logits, features, classes, valid, output_size=tuple(images.shape[-2:]),
@@ -138,6 +176,7 @@ class GAIN(nn.Module):
         out: dict[str, Tensor] = {}
         if not attention_mining or self.config.alpha == 0:
             logits = self.classifier(images)
+            check_labels(labels, logits)
             out["cl"] = classification_loss(logits, labels)
             total = out["cl"]
         else:

@@ -102,16 +102,18 @@ def test_attention_mining_batchnorm_modes_and_running_stats(mode, updates_runnin
 
 
 def test_batch_mode_scores_an_unerased_image_exactly_as_s_cl_did(monkeypatch):
-    # sigma far above every attention value: T(A) = 0, so I* = I and S_am must reproduce the
-    # S_cl logits, which only holds if S_am normalises with S_cl's batch statistics.
+    # T(A) = 0 (a sigma past every attention value, which GainConfig's [0, 1] range refuses,
+    # so the soft mask is replaced): I* = I and S_am must reproduce the S_cl logits, which
+    # only holds if S_am normalises with S_cl's batch statistics.
     batch = _batch()
     captured = {}
     original = gainlib.gain.attention_mining_loss
     monkeypatch.setattr(gainlib.gain, "attention_mining_loss",
                         lambda m, c, v, s: captured.update(masked=m, classes=c, valid=v) or original(m, c, v, s))
+    monkeypatch.setattr(gainlib.gain, "soft_mask", lambda a, s, w: torch.zeros_like(a))
     for mode, should_match in (("batch", True), ("eval", False)):
         torch.manual_seed(0)
-        model = GAIN(TinyNet(), "features", GainConfig(am_batchnorm=mode, sigma=50.0)).train()
+        model = GAIN(TinyNet(), "features", GainConfig(am_batchnorm=mode)).train()
         model.classifier.features[1].running_var.fill_(4.0)   # running stats unlike the batch's
         model.stream_losses(batch)
         torch.manual_seed(0)

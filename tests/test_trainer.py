@@ -31,7 +31,8 @@ def _config(tmp_path=None, **kw):
 
 
 class Interrupting(Dataset):
-    """Raises KeyboardInterrupt (like Ctrl-C) on the n-th sample read, or yields NaN images."""
+    """Raises KeyboardInterrupt (like Ctrl-C) on the n-th sample read, or yields images whose
+    loss is NaN."""
 
     def __init__(self, inner, after, nan=False):
         self.inner, self.after, self.nan, self.reads = inner, after, nan, 0
@@ -45,7 +46,8 @@ class Interrupting(Dataset):
         if self.reads > self.after:
             if not self.nan:
                 raise KeyboardInterrupt
-            sample["image"] = torch.full_like(sample["image"], float("nan"))
+            # Finite (collate refuses NaN images) but so large that the forward pass overflows.
+            sample["image"] = torch.full_like(sample["image"], torch.finfo(torch.float32).max)
         return sample
 
     def extra_label_indices(self):
@@ -131,7 +133,7 @@ def test_channels_last_changes_only_float_rounding():
 
 
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):
-    data = Interrupting(TinyScenes(n=16), after=16 + 4, nan=True)   # NaN images in epoch 2
+    data = Interrupting(TinyScenes(n=16), after=16 + 4, nan=True)   # NaN losses in epoch 2
     with pytest.raises(NonFiniteLossError, match="epoch 2.*last good checkpoint is kept"):
         GainTrainer(_model(), _config(tmp_path, mode="gain", epochs=3)).fit(data)
     state = torch.load(tmp_path / "last.pt", weights_only=False)

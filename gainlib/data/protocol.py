@@ -19,6 +19,10 @@ key             type / shape                  meaning
 ``id``          str                           a name for error messages and bookkeeping
 ==============  ============================  ==================================================
 
+Images must be finite. Boxes must be finite, inside the image and not empty
+(``x1 < x2 <= W``, ``y1 < y2 <= H``). A ``use_boxes`` sample needs a ``saliency`` prior (without
+one, L_bbox of Eq. 9 would pull the map to 0 inside its boxes) and a box for every positive label.
+
 A mask may be present on every sample (for evaluation) while only the few samples with
 ``use_mask=True`` are used as extra supervision during training; likewise for boxes.
 
@@ -63,10 +67,13 @@ def validate_sample(sample: Mapping[str, Any], num_classes: int | None = None) -
     _check_values(sample)
 
 
-def _check_structure(sample: Mapping[str, Any], num_classes: int | None) -> None:
-    """Keys, types, shapes and dtypes: cheap, per sample."""
+def _check_structure(sample: Mapping[str, Any], num_classes: int | None,
+                     position: int | None = None) -> None:
+    """Keys, types, shapes and dtypes: cheap, per sample (``position``: its index in a batch)."""
     if not isinstance(sample, Mapping):
-        raise SampleError(f"a sample must be a dict, got {type(sample).__name__}")
+        where = f"the sample at position {position} of the batch" if position is not None else "the sample"
+        hint = (" (did the dataset's __getitem__ forget to return it?)" if sample is None else "")
+        raise SampleError(f"{where} is {type(sample).__name__}, not a dict{hint}")
     for key in ("image", "labels"):
         if key not in sample:
             _fail(sample, f"missing key {key!r}")
@@ -95,16 +102,24 @@ def _check_structure(sample: Mapping[str, Any], num_classes: int | None) -> None
             _fail(sample, f"'boxes' must be [N, 4] (x1, y1, x2, y2), got {_describe(boxes)}")
         if box_labels is None or not torch.is_tensor(box_labels) or box_labels.shape != (boxes.shape[0],):
             _fail(sample, "'box_labels' must be a tensor [N] matching 'boxes'")
-    if sample.get("use_boxes", False) and boxes is None:
-        _fail(sample, "use_boxes=True but the sample has no 'boxes'")
     saliency = sample.get("saliency")
+    if sample.get("use_boxes", False):
+        if boxes is None:
+            _fail(sample, "use_boxes=True but the sample has no 'boxes'")
+        if saliency is None:
+            # Without a prior L_bbox (Eq. 9) would pull the map to 0 inside every box.
+            _fail(sample, "use_boxes=True but the sample has no 'saliency': L_bbox (Eq. 9) needs a "
+                          "saliency prior S inside the boxes; give the sample one, e.g. with "
+                          "saliency=gainlib.data.spectral_residual_saliency in the dataset")
     if saliency is not None and (not torch.is_tensor(saliency) or saliency.shape != (height, width)):
         _fail(sample, f"'saliency' must be [H, W] = [{height}, {width}], got {_describe(saliency)}")
 
 
 def _check_values(sample: Mapping[str, Any]) -> None:
     """Value ranges of a structurally valid sample (collate checks them for a whole batch at once)."""
-    labels = sample["labels"]
+    image, labels = sample["image"], sample["labels"]
+    if not torch.isfinite(image).all():
+        _fail(sample, "'image' holds NaN or infinite values")
     if ((labels != 0) & (labels != 1)).any():
         _fail(sample, "'labels' must be multi-hot (0/1 values)")
     mask = sample.get("mask")
@@ -113,15 +128,60 @@ def _check_values(sample: Mapping[str, Any]) -> None:
         if valid.numel() and (valid.min() < 0 or valid.max() > labels.shape[0]):
             _fail(sample, f"'mask' values must be 0..{labels.shape[0]} or {IGNORE_INDEX}, "
                           f"found {sorted(set(valid.unique().tolist()))[:10]}")
-    box_labels = sample.get("box_labels")
-    if sample.get("boxes") is not None and box_labels.numel() and (
-            box_labels.min() < 0 or box_labels.max() >= labels.shape[0]):
+    saliency = sample.get("saliency")
+    if saliency is not None and _bad_saliency(saliency):
+        _fail(sample, "'saliency' values must lie in [0, 1] (no NaN)")
+    boxes, box_labels = sample.get("boxes"), sample.get("box_labels")
+    if boxes is None:
+        return
+    if box_labels.numel() and (box_labels.min() < 0 or box_labels.max() >= labels.shape[0]):
         _fail(sample, f"'box_labels' must be label indices 0..{labels.shape[0] - 1}")
+    height, width = image.shape[-2:]
+    for problem, bad in _bad_boxes(boxes.float(), height, width).items():
+        if bad.any():
+            i = int(bad.nonzero()[0])
+            _fail(sample, f"box {i} (x1, y1, x2, y2) = {boxes[i].tolist()} {problem}")
+    if sample.get("use_boxes", False):
+        missing = _classes_without_box(labels[None].float(), torch.zeros_like(box_labels),
+                                       box_labels.long(), torch.ones(1, dtype=torch.bool))[0]
+        if missing.any():
+            _fail(sample, f"use_boxes=True but positive label(s) {missing.nonzero()[:, 0].tolist()} have "
+                          "no box: L_bbox (Eq. 9) would pull their maps to 0 everywhere; add their "
+                          "boxes or set use_boxes=False")
+
+
+def _bad_saliency(saliency: torch.Tensor) -> bool:
+    return bool(~((saliency >= 0) & (saliency <= 1)).all())       # NaN fails both comparisons
+
+
+def _bad_boxes(boxes: torch.Tensor, height: int, width: int) -> dict[str, torch.Tensor]:
+    """Per problem, which of ``boxes [N, 4]`` (x1, y1, x2, y2, pixels) have it."""
+    finite = torch.isfinite(boxes).all(dim=1)
+    return {
+        "is not finite": ~finite,
+        f"lies outside the {width}x{height} image": finite & (
+            (boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] > width) | (boxes[:, 3] > height)),
+        "is empty or inverted (x2 <= x1 or y2 <= y1)": finite & (
+            (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])),
+    }
+
+
+def _classes_without_box(labels: torch.Tensor, owners: torch.Tensor, box_labels: torch.Tensor,
+                         use_boxes: torch.Tensor) -> torch.Tensor:
+    """``[B, C]``: positive labels of ``use_boxes`` samples that no box of theirs covers
+    (``owners``/``box_labels``: sample and label index of each box, all in range)."""
+    batch, num_classes = labels.shape
+    boxed = torch.zeros(batch * num_classes, dtype=torch.bool)
+    boxed[owners * num_classes + box_labels] = True
+    return (labels > 0.5) & ~boxed.view(batch, num_classes) & use_boxes[:, None]
 
 
 def _describe(value: Any) -> str:
     if torch.is_tensor(value):
         return f"tensor of shape {list(value.shape)} and dtype {value.dtype}"
+    if isinstance(value, (list, tuple)) or type(value).__module__ == "numpy":
+        return (f"a {type(value).__name__}; convert it with torch.as_tensor(..., dtype=torch.float32) "
+                "or build the sample with gainlib.data.build_sample")
     return type(value).__name__
 
 
@@ -136,9 +196,10 @@ def collate_samples(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """
     if len(samples) == 0:
         raise SampleError("cannot collate an empty list of samples")
-    num_classes = samples[0]["labels"].shape[0] if "labels" in samples[0] else None
-    for s in samples:  # cheap, and it names the bad sample
-        _check_structure(s, num_classes)
+    num_classes = None
+    for i, s in enumerate(samples):  # cheap, and it names the bad sample
+        _check_structure(s, num_classes, position=i)
+        num_classes = s["labels"].shape[0]          # the first sample's count binds the others
     sizes = {tuple(s["image"].shape) for s in samples}
     if len(sizes) > 1:
         raise SampleError(f"samples {[s.get('id') for s in samples]} have different image sizes "
@@ -164,14 +225,23 @@ def collate_samples(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             saliency[i] = s["saliency"].float()
             has["saliency"][i] = True
     all_labels = torch.cat(box_labels) if box_labels else torch.zeros(0, dtype=torch.long)
+    all_owners = torch.cat(owners) if owners else torch.zeros(0, dtype=torch.long)
+    all_boxes = torch.cat(boxes) if boxes else torch.zeros(0, 4)
+    use_boxes = torch.tensor([bool(s.get("use_boxes", False)) for s in samples])
     # The value checks, once for the batch; only a failing batch is searched for the culprit.
-    if (((labels != 0) & (labels != 1)).any()
+    labels_in_range = not all_labels.numel() or (all_labels.min() >= 0 and all_labels.max() < num_classes)
+    if (not torch.isfinite(image).all()
+            or ((labels != 0) & (labels != 1)).any()
             or (((mask < 0) | (mask > num_classes)) & (mask != IGNORE_INDEX)).any()
-            or (all_labels.numel() and (all_labels.min() < 0 or all_labels.max() >= num_classes))):
+            or _bad_saliency(saliency)
+            or not labels_in_range
+            or any(bad.any() for bad in _bad_boxes(all_boxes, height, width).values())
+            or _classes_without_box(labels, all_owners, all_labels, use_boxes).any()):
         for s in samples:
             _check_values(s)
+        raise AssertionError("a batch failed the value checks that each of its samples passed")
     # B^c of every sample in one product: a box marks slot (sample, class) = owner * C + label.
-    box_masks = (boxes_to_masks(torch.cat(boxes), torch.cat(owners) * num_classes + all_labels,
+    box_masks = (boxes_to_masks(all_boxes, all_owners * num_classes + all_labels,
                                 batch * num_classes, height, width).view(batch, num_classes, height, width)
                  if boxes else torch.zeros(batch, num_classes, height, width))
     return {
@@ -182,7 +252,7 @@ def collate_samples(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "use_mask": torch.tensor([bool(s.get("use_mask", False)) for s in samples]),
         "box_masks": box_masks,
         "has_boxes": has["boxes"],
-        "use_boxes": torch.tensor([bool(s.get("use_boxes", False)) for s in samples]),
+        "use_boxes": use_boxes,
         "saliency": saliency,
         "has_saliency": has["saliency"],
         "id": [str(s.get("id", i)) for i, s in enumerate(samples)],
