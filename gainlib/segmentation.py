@@ -810,6 +810,7 @@ class SegmentationTrainer(Trainer):
                  refine: Refiner | None = None) -> None:
         super().__init__(network, config or SegmentationConfig())
         self.refine = refine
+        self._refine = refine
         self._order = torch.Generator()
         self._collate = _CollateWithCues(None)
 
@@ -843,8 +844,8 @@ class SegmentationTrainer(Trainer):
             if len(cues) != len(train_set):
                 raise ValueError(f"{len(cues)} cue maps for {len(train_set)} training samples")
         self._collate = _CollateWithCues(cues)
-        if loss == "sec" and self.refine is None:
-            self.refine = sec_refiner(tuple(cues.shape[-2:]))
+        if loss == "sec":
+            self._refine = self.refine or sec_refiner(tuple(cues.shape[-2:]))
         self._order.manual_seed(self.config.seed)   # a resumed run restores the generator's state
         return super().fit(train_set)
 
@@ -878,7 +879,7 @@ class SegmentationTrainer(Trainer):
             return {"total": weakly_supervised_segmentation_loss(logits, batch["cues"], batch["labels"])}
         # The CRF sees the image in NCHW, as a plain loop hands it over.
         sec = sec_loss(logits, batch["cues"], batch["labels"], batch["image"].contiguous(),
-                       refine=self.refine)
+                       refine=self._refine)
         return sec._asdict()
 
     def epoch_record(self, epoch: int, means: Mapping[str, float], seconds: float,

@@ -297,14 +297,14 @@ def _floating_state(model: nn.Module) -> Iterator[tuple[str, Tensor]]:
 @torch.no_grad()
 def _first_non_finite(named: Iterable[tuple[str, Tensor]]) -> str | None:
     """The name of the first tensor holding a NaN or infinity, or ``None``. One
-    synchronisation: the largest magnitude over all tensors is NaN or inf iff one is."""
-    named = list(named)
+    synchronisation for all tensors; only a failing check looks for the culprit."""
+    named = [(name, t.detach()) for name, t in named if t.numel()]
     if not named:
         return None
-    tensors = [t.detach() for _, t in named]
-    if torch.isfinite(nn.utils.get_total_norm(tensors, norm_type=math.inf)):
+    flags = [torch.isfinite(t).all() for _, t in named]
+    if torch.stack([f.to(flags[0].device) for f in flags]).all():
         return None
-    return next(name for name, t in zip(named, tensors) if not torch.isfinite(t).all())[0]
+    return next(name for (name, _), ok in zip(named, flags) if not ok)
 
 
 def _write_atomically(path: Path, write: Callable[[str], None], keep_as: Path | None = None) -> None:
@@ -370,6 +370,7 @@ class Trainer:
         self.config = config
         self.device = select_device(config.device)
         self.history: list[dict[str, Any]] = []
+        self._last_is_good = True
 
     # -- hooks ---------------------------------------------------------------------------
     def training_step(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
@@ -478,7 +479,11 @@ class Trainer:
         bad = _first_non_finite((k, v) for k, v in state["model"].items() if v.is_floating_point())
         if bad is not None:
             raise self._non_finite(f"{bad} in the state to checkpoint after epoch {state['epoch'] + 1}")
-        _write_atomically(path, lambda tmp: torch.save(state, tmp), keep_as=self._checkpoint_path("previous.pt"))
+        # last.pt becomes previous.pt only when it is good: after a fallback from an unreadable
+        # last.pt, previous.pt is the good one and stays.
+        _write_atomically(path, lambda tmp: torch.save(state, tmp),
+                          keep_as=self._checkpoint_path("previous.pt") if self._last_is_good else None)
+        self._last_is_good = True
         _write_atomically(path.parent / "history.json",
                           lambda tmp: Path(tmp).write_text(json.dumps(self.history, indent=1)))
 
@@ -510,6 +515,7 @@ class Trainer:
             except CheckpointError as error:
                 if i + 1 == len(candidates):
                     raise
+                self._last_is_good = False
                 warnings.warn(f"{error}. Resuming from the checkpoint before it, {candidates[i + 1]}",
                               RuntimeWarning, stacklevel=3)
         for key, value in self.checkpoint_identity().items():
@@ -555,6 +561,7 @@ class Trainer:
         if rank == 0:
             self._check_checkpoint_dir()
         self.history = []
+        self._last_is_good = True
         start = self._maybe_resume(optimizer, scheduler)
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                     if c.amp and self.device.type == "cuda" else nullcontext())

@@ -135,17 +135,21 @@ def test_corrupt_checkpoint_error_names_the_file_and_what_to_do(tmp_path):
 
 
 def test_corrupt_checkpoint_falls_back_to_the_previous_one(tmp_path):
-    data = TinyScenes(n=8)
+    data = TinyScenes(n=8)                                        # one step, 8 reads per epoch
     straight = _model()
-    GainTrainer(straight, _config(epochs=3)).fit(data)
+    GainTrainer(straight, _config(epochs=4)).fit(data)
     with pytest.raises(KeyboardInterrupt):                        # in epoch 3
-        GainTrainer(_model(), _config(tmp_path, epochs=3)).fit(Reads(data, after=2 * 8 + 4))
+        GainTrainer(_model(), _config(tmp_path, epochs=4)).fit(Reads(data, after=2 * 8 + 4))
     assert {p.name for p in tmp_path.glob("*.pt")} == {"last.pt", "previous.pt"}
     _truncate(tmp_path / "last.pt")
+    with pytest.warns(RuntimeWarning, match="last.pt.*previous.pt"), pytest.raises(KeyboardInterrupt):
+        GainTrainer(_model(seed=7), _config(tmp_path, epochs=4)).fit(Reads(data, after=8 + 4))
+    # Epoch 2 was redone and saved; the truncated file did not displace the good previous.pt.
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1
+    assert torch.load(tmp_path / "previous.pt", weights_only=True)["epoch"] == 0
     resumed = _model(seed=7)
-    with pytest.warns(RuntimeWarning, match="last.pt.*previous.pt"):
-        history = GainTrainer(resumed, _config(tmp_path, epochs=3)).fit(data)
-    assert [h["epoch"] for h in history] == [1, 2, 3]
+    history = GainTrainer(resumed, _config(tmp_path, epochs=4)).fit(data)
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
     assert not (tmp_path / "previous.pt").exists()                # the completed run keeps last.pt
