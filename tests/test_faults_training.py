@@ -7,7 +7,6 @@ errors from evaluate() and the checkpoint writer.
 
 import math
 import os
-import warnings
 from pathlib import Path
 
 import pytest
@@ -78,7 +77,7 @@ def test_checkpoints_load_safely_a_planted_pickle_runs_nothing(tmp_path):
 def test_checkpoints_load_safely_the_trainers_own_load_with_weights_only(tmp_path):
     GainTrainer(_model(), _config(tmp_path / "gain", mode="gain_ext", epochs=1, lr_schedule="cosine",
                                   optimizer="adam")).fit(TinyScenes(n=8, pixel=(0,), box=(1,)), TinyScenes(n=4))
-    data, network, cues = TinyScenes(n=8), seg.SmallFCN(4, (4, 4, 4), upsample=False), None
+    data, network = TinyScenes(n=8), seg.SmallFCN(4, (4, 4, 4), upsample=False)
     cues = torch.zeros(8, 4, 8, 8, dtype=torch.bool)
     seg.SegmentationTrainer(network, seg.SegmentationConfig(
         epochs=1, batch_size=4, device="cpu", progress=False,
