@@ -18,36 +18,29 @@ and from image labels. :func:`segmentation_reports` scores many networks side by
 
 from __future__ import annotations
 
-import functools
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Sequence
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
-from tqdm.auto import tqdm
+from torch import nn
 
-from gainbook.cache import CachedRun, Trained, cache_root, fill, load_or_train, train_all
+from gainbook.cache import CachedRun, Trained, cache_root, load_or_train, train_all
 from gainbook.profiles import segmentation_settings
 from gainbook.runs import DataSpec, RunSpec, load_split
-from gainlib.data import IGNORE_INDEX, iter_batches
-from gainlib.losses import weakly_supervised_segmentation_loss
 from gainlib.models import select_device
 from gainlib.segmentation import (
     BG_THRESHOLD,
     FG_THRESHOLD,
-    SEC_CRF_SCALE,
     DeepLabLargeFOV,
+    SegmentationConfig,
+    SegmentationTrainer,
     SmallFCN,
     attention_cues,
-    crf_refine,
     deeplabv3_resnet101,
     output_size,
     predict_segmentation,
-    sec_loss,
     segmentation_scores,
 )
 
@@ -121,7 +114,8 @@ class SegmentationSpec(CachedRun):
 
     def fit(self, model: nn.Module, folder: Path, *, device: str, progress: bool,
             cache_dir: Path) -> list[dict[str, Any]]:
-        return _fit(self, model, device=device, progress=progress, cache_dir=cache_dir)
+        return _fit(self, model, device=device, progress=progress, folder=folder,
+                    cache_dir=cache_dir)
 
 
 def segmentation_spec(profile: str, data: DataSpec, framework: Framework,
@@ -147,82 +141,25 @@ def build_segmentation_network(spec: SegmentationSpec) -> nn.Module:
     raise ValueError(f"network must be 'small_fcn', 'largefov' or 'deeplabv3', got {spec.network!r}")
 
 
-def _sec_refiner(output_size: tuple[int, int]):
-    # SEC divides the CRF's spatial deviations by 12 on its 41x41 output; at another output size
-    # the same relative extent needs 12 * 41 / h.
-    scale = SEC_CRF_SCALE * 41 / output_size[0]
-    return functools.partial(crf_refine, scale_factor=scale, mean=None, std=None)
-
-
-def _loss(spec: SegmentationSpec, logits: Tensor, batch: dict[str, Any], cues: Tensor | None,
-          refine: Any) -> Tensor:
-    if spec.framework == "supervised":
-        target = batch["mask"].to(logits.device)
-        if logits.shape[-2:] != target.shape[-2:]:
-            logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
-        return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
-    labels = batch["labels"].to(logits.device)
-    if spec.framework == "gain":
-        return weakly_supervised_segmentation_loss(logits, cues, labels)              # Eq. 12
-    return sec_loss(logits, cues, labels, batch["image"], refine=refine).total
-
-
-def _learning_rate(spec: SegmentationSpec, epoch: float) -> float:
-    if spec.lr_step is not None:
-        return spec.lr * 0.1 ** math.floor(epoch / spec.lr_step)
-    return 0.5 * spec.lr * (1 + math.cos(math.pi * epoch / spec.epochs))
-
-
 def _fit(spec: SegmentationSpec, network: nn.Module, *, device: str, progress: bool,
-         cache_dir: Path) -> list[dict[str, Any]]:
-    """Train ``network`` on the training split: SGD with momentum, the learning rate of
-    ``spec`` set before every step, the batches in a seeded order. Cues are computed once,
-    before training, from the cached attention model ``spec.cues_from``.
-
-    Raises:
-        RuntimeError: when the loss becomes NaN or infinite (nothing is written).
-    """
-    target = select_device(device)
-    network.to(target)
+         folder: Path, cache_dir: Path) -> list[dict[str, Any]]:
+    """Train ``network`` with gainlib's :class:`~gainlib.segmentation.SegmentationTrainer`
+    (checkpoints in the run's folder, exact resume, the non-finite guard). Cues are computed
+    once, before training, from the cached attention model ``spec.cues_from``."""
     train = load_split(spec.data, "train")
     cues = None
-    refine = None
     if spec.framework != "supervised":
         cue_model = load_or_train(spec.cues_from, cache_dir, device=device).model
         size = output_size(network, (spec.data.image_size, spec.data.image_size))
         cues = attention_cues(cue_model, train, size, spec.fg_threshold, spec.bg_threshold,
                               progress=progress)
-        refine = _sec_refiner(size)
-    generator = torch.Generator().manual_seed(spec.seed)
-    # NHWC weights and images: ~20 % faster per step on the CPU, and what tensor cores prefer.
-    network.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(network.parameters(), lr=spec.lr, momentum=spec.momentum,
-                                weight_decay=spec.weight_decay)
-    steps = math.ceil(len(train) / spec.batch_size)
-    history = []
-    network.train()
-    for epoch in range(spec.epochs):
-        order = torch.randperm(len(train), generator=generator).tolist()
-        total, count = 0.0, 0
-        bar = tqdm(iter_batches(train, order, spec.batch_size), total=steps,
-                   disable=not progress, leave=False,
-                   desc=f"{spec.framework} epoch {epoch + 1}/{spec.epochs}")
-        for step, (chunk, batch) in enumerate(bar):
-            for group in optimizer.param_groups:
-                group["lr"] = _learning_rate(spec, epoch + step / steps)
-            images = batch["image"].to(target).contiguous(memory_format=torch.channels_last)
-            logits = network(images)
-            batch_cues = None if cues is None else cues[chunk].to(target)
-            loss = _loss(spec, logits, batch, batch_cues, refine)
-            if not torch.isfinite(loss):
-                raise RuntimeError(f"{spec.framework} segmentation loss is {loss.item()} at epoch "
-                                   f"{epoch + 1}, step {step + 1}; lower lr ({spec.lr})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(chunk)
-            count += len(chunk)
-        history.append({"epoch": epoch + 1, "loss": total / count})
+    config = SegmentationConfig(loss=spec.framework, epochs=spec.epochs,
+                                batch_size=spec.batch_size, lr=spec.lr, momentum=spec.momentum,
+                                weight_decay=spec.weight_decay, lr_step=spec.lr_step,
+                                seed=spec.seed, device=device, checkpoint_dir=str(folder),
+                                progress=progress)
+    history = SegmentationTrainer(network, config).fit(train, cues=cues)
+    network.eval()
     return history
 
 

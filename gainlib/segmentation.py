@@ -18,6 +18,9 @@ The paper evaluates its attention maps by what a segmentation network trained on
    :func:`predict_segmentation` (with or without the CRF), :func:`segmentation_scores` (IoU
    per class and mIoU, the layout of the paper's Table 2), :func:`cue_quality`; and
    :func:`segmentation_miou` for label tensors (mIoU over VOC's 21 classes, ignore 255).
+5. Training: :class:`SegmentationTrainer` trains a network with the loss of Eq. 11-12, SEC's,
+   or supervised cross entropy, through :class:`gainlib.trainer.Trainer` (checkpoints, exact
+   resume, the non-finite guard), configured by :class:`SegmentationConfig`.
 
 Shapes: ``B`` images, ``C`` object classes (label indices ``0..C-1``), ``C + 1`` segmentation
 channels with channel 0 the background and channel ``c + 1`` the label index ``c`` (the VOC mask
@@ -43,23 +46,27 @@ Choices where the papers leave room (each documented again where it is made):
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
-from typing import Any, Callable, NamedTuple, Sequence, Union
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Mapping, NamedTuple, Sequence, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torch.distributed as dist
 from torch import Tensor, nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from gainlib.data.batching import iter_batches
-from gainlib.data.protocol import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+from gainlib.data.protocol import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, collate_samples
 from gainlib.data.saliency import SaliencyPrior
-from gainlib.losses import segmentation_loss
+from gainlib.losses import segmentation_loss, weakly_supervised_segmentation_loss
 from gainlib.metrics import ConfusionMatrix
 from gainlib.models import eval_mode
+from gainlib.trainer import Trainer, _check_choice, _check_loop_settings, _check_real
 
 __all__ = [
     "FG_THRESHOLD",
@@ -90,6 +97,9 @@ __all__ = [
     "predict_segmentation",
     "segmentation_scores",
     "cue_quality",
+    "SegmentationConfig",
+    "SegmentationTrainer",
+    "sec_refiner",
 ]
 
 #: Foreground cue: attention above this fraction of the map's maximum (paper Sec. 4, from SEC).
@@ -818,3 +828,213 @@ def cue_quality(cues: Tensor, dataset: Dataset) -> dict[str, float]:
     return {"fg precision": ratio("fg_right", "fg_cued"), "fg recall": ratio("obj_hit", "obj"),
             "bg precision": ratio("bg_right", "bg_cued"), "bg recall": ratio("bg_hit", "bg"),
             "cued": ratio("cued", "pixels")}
+# --------------------------------------------------------------------------- training
+
+
+SegmentationLoss = Literal["gain", "sec", "supervised"]
+_SEG_LOSSES = ("gain", "sec", "supervised")
+
+
+@dataclass
+class SegmentationConfig:
+    """Settings of :class:`SegmentationTrainer`; every field's type and range is checked at
+    construction (``TypeError``/``ValueError`` naming the field).
+
+    Attributes:
+        loss: ``"gain"`` — the paper's ``L_w-s`` on the cues (Eq. 11-12,
+            :func:`gainlib.losses.weakly_supervised_segmentation_loss`); ``"sec"`` — SEC's
+            ``L_seed + L_expand + L_constrain`` (:func:`sec_loss`); ``"supervised"`` — pixel-wise
+            cross entropy on the ground-truth ``mask`` (ignore 255; logits upsampled bilinearly
+            to the mask when their sizes differ), the upper bound.
+        epochs, batch_size, lr, momentum, weight_decay: SGD with momentum.
+        lr_step: the learning rate is ``lr * 0.1 ** floor(t / lr_step)`` (SEC: divided by 10
+            every 2,000 of 8,000 iterations), or ``0.5 * lr * (1 + cos(pi * t / epochs))`` when
+            ``None``; ``t = epoch + step / steps_per_epoch``, set before every step.
+        grad_clip: max gradient norm (> 0), or ``None``.
+        amp: bfloat16 autocast on CUDA (off by default: the book's numbers are float32).
+        channels_last: NHWC network and images.
+        seed: the batch order: ``torch.randperm`` drawn once per epoch from one generator
+            seeded with it. The global RNG (dropout) is not re-seeded; its state travels in the
+            checkpoint, so a resumed run ends with the uninterrupted run's weights.
+        device, num_workers, checkpoint_dir, resume, progress: as :class:`gainlib.trainer.TrainConfig`.
+    """
+
+    loss: SegmentationLoss = "gain"
+    epochs: int = 6
+    batch_size: int = 32
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_step: float | None = None
+    grad_clip: float | None = None
+    amp: bool = False
+    channels_last: bool = True
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+    checkpoint_dir: str | None = None
+    resume: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _check_choice(self, "loss", _SEG_LOSSES)
+        _check_loop_settings(self)
+        _check_real(self, "lr_step", positive=True, optional=True)
+
+    def run_settings(self) -> dict[str, Any]:
+        """The fields that define the training run (everything but runtime plumbing)."""
+        runtime = {"device", "num_workers", "checkpoint_dir", "resume", "progress"}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in runtime}
+
+
+def sec_refiner(output_size: tuple[int, int]) -> Refiner:
+    """SEC's constrain-layer CRF (:func:`crf_refine` on ``uint8`` images) for logits of
+    ``output_size``: SEC divides the CRF's spatial deviations by 12 on its 41x41 output; at
+    another output size the same relative extent needs ``12 * 41 / h``."""
+    scale = SEC_CRF_SCALE * 41 / output_size[0]
+    return functools.partial(crf_refine, scale_factor=scale, mean=None, std=None)
+
+
+class _Indexed(Dataset):
+    """``(index, sample)``: the batch keeps the indices its cues are looked up by."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[int, Any]:
+        return index, self.dataset[index]
+
+
+class _CollateWithCues:
+    """:func:`gainlib.data.collate_samples`, plus ``cues`` (the rows of the samples' indices)."""
+
+    def __init__(self, cues: Tensor | None) -> None:
+        self.cues = cues
+
+    def __call__(self, items: Sequence[tuple[int, Any]]) -> dict[str, Any]:
+        batch = collate_samples([sample for _, sample in items])
+        if self.cues is not None:
+            batch["cues"] = self.cues[[index for index, _ in items]]
+        return batch
+
+
+class SegmentationTrainer(Trainer):
+    """Train a segmentation network on localization cues (paper Sec. 4) or masks, through the
+    loop of :class:`gainlib.trainer.Trainer` (checkpoints, exact resume, non-finite guard,
+    progress, DDP).
+
+    >>> network = SmallFCN(num_classes + 1, upsample=False)
+    >>> trainer = SegmentationTrainer(network, SegmentationConfig(loss="gain", epochs=6))
+    >>> history = trainer.fit(train_set, cues=cues)   # [{"epoch": 1, "loss": ...}, ...]
+
+    Args:
+        network: maps ``[B, 3, H, W]`` images to logits ``[B, C + 1, h, w]`` (any output size;
+            the cues must be at it).
+        config: :class:`SegmentationConfig` (the loss, SGD, learning rate, seed, checkpoints).
+        refine: the CRF of ``loss="sec"`` (see :func:`constrain_targets`); default
+            :func:`sec_refiner` at the cues' size.
+
+    :meth:`fit` returns the history, one ``{"epoch": e, "loss": mean loss}`` per epoch, and
+    leaves the network in training mode. With ``config.checkpoint_dir`` it writes
+    ``last.pt`` (network, optimizer, batch-order generator, RNG; read with
+    ``weights_only=True``) and ``history.json`` after every epoch, keeps the epoch before as
+    ``previous.pt`` until the run completes, and resumes from them (module notes of
+    :mod:`gainlib.trainer`). Numerics: SGD with momentum and weight decay, the learning rate of
+    :class:`SegmentationConfig` set before every step, batches in the order of
+    ``torch.randperm(N, generator=torch.Generator().manual_seed(seed))`` drawn once per epoch
+    from that one generator, the global RNG not re-seeded.
+    """
+
+    reseed_each_epoch = False
+
+    def __init__(self, network: nn.Module, config: SegmentationConfig | None = None, *,
+                 refine: Refiner | None = None) -> None:
+        super().__init__(network, config or SegmentationConfig())
+        self.refine = refine
+        self._refine = refine
+        self._order = torch.Generator()
+        self._collate = _CollateWithCues(None)
+
+    def fit(self, train_set: Dataset, val_set: Dataset | None = None, *,
+            cues: Tensor | None = None) -> list[dict[str, Any]]:
+        """Train for ``config.epochs`` epochs (resuming from a checkpoint when there is one).
+
+        Args:
+            train_set: protocol samples (:mod:`gainlib.data.protocol`): ``image`` and
+                ``labels``; ``mask`` for ``loss="supervised"``.
+            val_set: not supported (score the trained network on its own); must be ``None``.
+            cues: ``bool [N, C + 1, h, w]``, row ``i`` the cues of ``train_set[i]`` at the
+                network's output size (e.g. :func:`localization_cues`); required by ``"gain"``
+                and ``"sec"``, refused by ``"supervised"`` (it trains on the masks).
+
+        Returns:
+            ``[{"epoch": 1, "loss": ...}, ...]``: the mean loss of every epoch.
+        """
+        loss = self.config.loss
+        if val_set is not None:
+            raise ValueError("SegmentationTrainer does not validate; pass val_set=None and score "
+                             "the trained network separately")
+        if loss == "supervised":
+            if cues is not None:
+                raise ValueError("loss='supervised' trains on the ground-truth masks; pass cues=None")
+        else:
+            if not torch.is_tensor(cues) or cues.dtype != torch.bool or cues.ndim != 4:
+                got = (f"{cues.dtype} {list(cues.shape)}" if torch.is_tensor(cues) else type(cues).__name__)
+                raise ValueError(f"loss={loss!r} needs cues=bool [N, C + 1, h, w] (one row per training "
+                                 f"sample, at the network's output size), got {got}")
+            if len(cues) != len(train_set):
+                raise ValueError(f"{len(cues)} cue maps for {len(train_set)} training samples")
+        self._collate = _CollateWithCues(cues)
+        if loss == "sec":
+            self._refine = self.refine or sec_refiner(tuple(cues.shape[-2:]))
+        self._order.manual_seed(self.config.seed)   # a resumed run restores the generator's state
+        return super().fit(train_set)
+
+    def learning_rate(self, t: float) -> float:
+        c = self.config
+        if c.lr_step is not None:
+            return c.lr * 0.1 ** math.floor(t / c.lr_step)
+        return 0.5 * c.lr * (1 + math.cos(math.pi * t / c.epochs))
+
+    def epoch_batches(self, train_set: Dataset, epoch: int, distributed: bool) -> DataLoader:
+        order = torch.randperm(len(train_set), generator=self._order).tolist()
+        if distributed:   # every process the same number of steps, as DistributedSampler pads
+            world, rank = dist.get_world_size(), dist.get_rank()
+            order += order[:(-len(order)) % world]
+            order = order[rank::world]
+        # The loader gets its own generator: without one it would draw its base seed from the
+        # global RNG, and dropout would see other numbers than in a plain loop.
+        return DataLoader(_Indexed(train_set), batch_size=self.config.batch_size, sampler=order,
+                          collate_fn=self._collate, num_workers=self.config.num_workers,
+                          generator=torch.Generator(), pin_memory=self.device.type == "cuda")
+
+    def training_step(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
+        logits = self.model(batch["image"])
+        loss = self.config.loss
+        if loss == "supervised":
+            target = batch["mask"]
+            if logits.shape[-2:] != target.shape[-2:]:
+                logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
+            return {"total": F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)}
+        if loss == "gain":                                                            # Eq. 11-12
+            return {"total": weakly_supervised_segmentation_loss(logits, batch["cues"], batch["labels"])}
+        # The CRF sees the image in NCHW, as a plain loop hands it over.
+        sec = sec_loss(logits, batch["cues"], batch["labels"], batch["image"].contiguous(),
+                       refine=self._refine)
+        return sec._asdict()
+
+    def epoch_record(self, epoch: int, means: Mapping[str, float], seconds: float,
+                     lr: float) -> dict[str, Any]:
+        return {"epoch": epoch + 1, "loss": means["total"]}
+
+    def checkpoint_identity(self) -> dict[str, Any]:
+        return {**super().checkpoint_identity(), "network": type(self.model).__name__}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"order_generator": self._order.get_state()}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        self._order.set_state(state["order_generator"].cpu())

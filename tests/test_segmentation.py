@@ -431,3 +431,139 @@ def test_segmentation_miou_matches_torchmetrics():
     torch.testing.assert_close(seg.segmentation_miou(logits, target, num_classes), ours)
     small = seg.segmentation_miou(logits[..., ::2, ::2], target, num_classes)
     assert 0 < small.item() < 1
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _reference_loop(network, train, cues, loss, epochs, batch_size, lr, lr_step, seed,
+                    momentum=0.9, weight_decay=5e-4):
+    """The segmentation loop of gainlib.wsss.train_segmentation before it moved onto the shared
+    trainer, copied as the independent reference (minus the cache)."""
+    from gainlib.data.protocol import IGNORE_INDEX, collate_samples
+    from gainlib.losses import weakly_supervised_segmentation_loss
+
+    refine = None
+    if loss == "sec":
+        import functools
+        refine = functools.partial(seg.crf_refine, scale_factor=seg.SEC_CRF_SCALE * 41 / cues.shape[-2],
+                                   mean=None, std=None)
+    generator = torch.Generator().manual_seed(seed)
+    network.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(network.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    steps = math.ceil(len(train) / batch_size)
+    history = []
+    network.train()
+    for epoch in range(epochs):
+        order = torch.randperm(len(train), generator=generator).tolist()
+        total, count = 0.0, 0
+        for step, start in enumerate(range(0, len(order), batch_size)):
+            chunk = order[start:start + batch_size]
+            batch = collate_samples([train[i] for i in chunk])
+            t = epoch + step / steps
+            for group in optimizer.param_groups:
+                group["lr"] = (lr * 0.1 ** math.floor(t / lr_step) if lr_step is not None
+                               else 0.5 * lr * (1 + math.cos(math.pi * t / epochs)))
+            logits = network(batch["image"].contiguous(memory_format=torch.channels_last))
+            batch_cues = None if cues is None else cues[chunk]
+            if loss == "supervised":
+                target = batch["mask"]
+                if logits.shape[-2:] != target.shape[-2:]:
+                    logits = torch.nn.functional.interpolate(logits, size=target.shape[-2:], mode="bilinear",
+                                                             align_corners=False)
+                value = torch.nn.functional.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
+            elif loss == "gain":
+                value = weakly_supervised_segmentation_loss(logits, batch_cues, batch["labels"])
+            else:
+                value = seg.sec_loss(logits, batch_cues, batch["labels"], batch["image"], refine=refine).total
+            optimizer.zero_grad(set_to_none=True)
+            value.backward()
+            optimizer.step()
+            total += value.item() * len(chunk)
+            count += len(chunk)
+        history.append({"epoch": epoch + 1, "loss": total / count})
+    return history
+
+
+def _seg_setup(n=20, dropout=False):
+    from tiny import TinyScenes
+
+    data = TinyScenes(n=n)
+    torch.manual_seed(0)
+    network = seg.SmallFCN(4, (4, 8, 8), upsample=False)
+    if dropout:
+        network = nn.Sequential(network, nn.Dropout2d(0.3))
+    cues = torch.rand(n, 4, 8, 8, generator=torch.Generator().manual_seed(1)) < 0.3
+    return data, network, cues
+
+
+@pytest.mark.parametrize("loss, lr_step", [("gain", None), ("gain", 0.7), ("sec", None), ("supervised", None)])
+def test_segmentation_trainer_reproduces_the_plain_loop(loss, lr_step):
+    if loss == "sec":
+        _crf_available()
+    data, reference, cues = _seg_setup()
+    cues = None if loss == "supervised" else cues
+    settings = dict(epochs=2, batch_size=8, lr=0.05, lr_step=lr_step, seed=5)
+    expected = _reference_loop(reference, data, cues, loss, **settings)
+    _, network, _ = _seg_setup()
+    config = seg.SegmentationConfig(loss=loss, device="cpu", progress=False, **settings)
+    history = seg.SegmentationTrainer(network, config).fit(data, cues=cues)
+    assert [h["epoch"] for h in history] == [1, 2] and set(history[0]) == {"epoch", "loss"}
+    assert [h["loss"] for h in history] == pytest.approx([h["loss"] for h in expected], abs=1e-6)
+    for (name, a), b in zip(reference.state_dict().items(), network.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)
+    conv = next(p for p in network.parameters() if p.ndim == 4)
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_segmentation_trainer_resumes_exactly_dropout_included(tmp_path):
+    data, straight, cues = _seg_setup(dropout=True)
+    settings = dict(loss="gain", epochs=3, batch_size=8, device="cpu", progress=False)
+    seg.SegmentationTrainer(straight, seg.SegmentationConfig(**settings)).fit(data, cues=cues)
+
+    class Interrupting(torch.utils.data.Dataset):
+        def __init__(self, inner, after):
+            self.inner, self.after, self.reads = inner, after, 0
+
+        def __len__(self):
+            return len(self.inner)
+
+        def __getitem__(self, i):
+            self.reads += 1
+            if self.reads > self.after:
+                raise KeyboardInterrupt
+            return self.inner[i]
+
+    config = seg.SegmentationConfig(checkpoint_dir=str(tmp_path), **settings)
+    _, network, _ = _seg_setup(dropout=True)
+    with pytest.raises(KeyboardInterrupt):     # in the middle of the third epoch
+        seg.SegmentationTrainer(network, config).fit(Interrupting(data, 2 * 20 + 10), cues=cues)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1
+    # Another global RNG state and init: the checkpoint must restore both (dropout draws).
+    torch.manual_seed(99)
+    resumed = nn.Sequential(seg.SmallFCN(4, (4, 8, 8), upsample=False), nn.Dropout2d(0.3))
+    history = seg.SegmentationTrainer(resumed, config).fit(data, cues=cues)
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.json", "last.pt"]
+
+
+def test_segmentation_trainer_stops_on_non_finite_and_checks_its_cues():
+    from gainlib.trainer import NonFiniteLossError
+
+    data, network, cues = _seg_setup()
+    config = seg.SegmentationConfig(loss="gain", epochs=1, batch_size=8, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="needs cues=bool"):
+        seg.SegmentationTrainer(network, config).fit(data)
+    with pytest.raises(ValueError, match="19 cue maps for 20"):
+        seg.SegmentationTrainer(network, config).fit(data, cues=cues[:19])
+    with pytest.raises(ValueError, match="pass cues=None"):
+        seg.SegmentationTrainer(network, seg.SegmentationConfig(loss="supervised")).fit(data, cues=cues)
+    with pytest.raises(ValueError, match="lr_step"):
+        seg.SegmentationConfig(lr_step=0)
+    with pytest.raises(TypeError, match="epochs"):
+        seg.SegmentationConfig(epochs=1.5)
+    big = seg.SegmentationConfig(loss="gain", epochs=2, batch_size=8, lr=1e12, device="cpu", progress=False)
+    with pytest.raises(NonFiniteLossError, match="epoch 1"):
+        seg.SegmentationTrainer(network, big).fit(data, cues=cues)

@@ -91,7 +91,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         GainTrainer(interrupted, _config(tmp_path / "resumed", **config)).fit(
             Interrupting(data, after=2 * 40 + 10))
-    assert torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)["epoch"] < 2
+    assert torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["epoch"] < 2
 
     resumed = _model(seed=123)  # different init: everything must come from the checkpoint
     history = GainTrainer(resumed, _config(tmp_path / "resumed", **config)).fit(data)
@@ -136,7 +136,7 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_pa
     data = Interrupting(TinyScenes(n=16), after=16 + 4, nan=True)   # NaN losses in epoch 2
     with pytest.raises(NonFiniteLossError, match="epoch 2.*last good checkpoint is kept"):
         GainTrainer(_model(), _config(tmp_path, mode="gain", epochs=3)).fit(data)
-    state = torch.load(tmp_path / "last.pt", weights_only=False)
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
     assert state["epoch"] == 0
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
