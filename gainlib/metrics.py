@@ -499,7 +499,7 @@ def _pixel_ranks(maps: Tensor, order: Order, generator: torch.Generator) -> Tens
         flat = flat.gather(1, (ys * width + xs).reshape(n, p))
     # Ties (and the whole "random" order) are broken by a seeded random permutation rather than
     # by pixel index, so a flat map does not delete the image row by row from the top.
-    perm = torch.stack([torch.randperm(p, generator=generator) for _ in range(n)])
+    perm = torch.rand(n, p, generator=generator).argsort(1)     # a random permutation per image
     if order == "random":
         by_step = perm
     else:
