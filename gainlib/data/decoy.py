@@ -91,8 +91,8 @@ class DecoyShapes(_SyntheticBase):
         n: number of images (default from :data:`DECOY_SPLITS`); classes are balanced (image
             ``i`` shows class ``i % 4``).
         image_size: side in pixels.
-        patch_size: side of the corner patch (default ``image_size // 8``: 6 px at 48 px, the
-            share of the image DecoyMNIST's 4 px patch has of a 28 px digit... roughly).
+        patch_size: side of the corner patch (default ``image_size // 8``: 6 px at 48 px, near
+            the 1/7 of the side that DecoyMNIST's 4 px patch has of a 28 px digit).
         shortcut_strength: in ``train`` and ``val``, P(the patch has the class's colour);
             otherwise the colour of another class, drawn at random.
         unrelated_patch: in ``test`` and ``no_shortcut``: ``"random"`` (a patch of a random
