@@ -1,5 +1,13 @@
 """Metrics for GAIN: attention localisation, multi-label classification, segmentation.
 
+Two kinds of measurement sit side by side.  *Thresholded* metrics (attention IoU at a map
+threshold, accuracy at a logit threshold) answer "what does the model decide at this
+operating point"; *threshold-free* ones (:func:`binary_auroc`, :func:`attention_mass`,
+:func:`deletion_insertion`) answer "does the score or the map rank the right things
+first".  A claim read off one threshold can be an artefact of that threshold (a model that
+scores every image below 0 "rejects" every distractor); report the threshold-free value
+beside it.
+
 Plain, batched functions on tensors (no Python loops over images), in the spirit
 of torchmetrics but without its state machinery.
 
@@ -23,7 +31,7 @@ Undefined values are NaN, never a made-up 0 or 1
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from torch import Tensor
@@ -36,6 +44,9 @@ __all__ = [
     "multilabel_accuracy",
     "mean_average_precision",
     "ConfusionMatrix",
+    "binary_auroc",
+    "attention_mass",
+    "deletion_insertion",
 ]
 
 Reduction = Literal["none", "mean"]
@@ -375,3 +386,212 @@ class ConfusionMatrix:
             f"ConfusionMatrix(num_classes={self.num_classes}, ignore_index={self.ignore_index}, "
             f"pixels={int(self.mat.sum())})"
         )
+
+
+# --------------------------------------------------------------------------- threshold-free
+
+
+def binary_auroc(scores: Tensor, targets: Tensor) -> Tensor:
+    """Area under the ROC curve, ties counted half.
+
+    AUC = P(a random positive scores above a random negative) + 0.5 P(they tie), computed
+    as the Mann-Whitney statistic ``(R_pos - n_pos (n_pos + 1) / 2) / (n_pos n_neg)`` with
+    mid-ranks for tied scores (Hanley & McNeil, Radiology 1982).  It needs no decision
+    threshold, so it tells whether a score *separates* two groups even where every score of
+    both falls on one side of the threshold.  Equal to scikit-learn's ``roc_auc_score`` and
+    torchmetrics' ``BinaryAUROC``.
+
+    Args:
+        scores: ``[N]`` scores (any monotone transform -- logits, probabilities -- gives the
+            same AUC), or ``[N, C]``: ``C`` independent binary problems, one per column
+            (e.g. one-vs-rest per class).
+        targets: 0/1 (or bool) of ``scores``' shape; 1 marks a positive.
+
+    Returns:
+        A 0-d tensor for ``[N]`` input, ``[C]`` for ``[N, C]``; NaN for a problem without a
+        positive or without a negative (its AUC is undefined).
+    """
+    if scores.shape != targets.shape or scores.dim() not in (1, 2):
+        raise ValueError(f"scores and targets must have the same shape [N] or [N, C], got "
+                         f"{tuple(scores.shape)} and {tuple(targets.shape)}")
+    if scores.is_floating_point() and torch.isnan(scores).any():
+        raise ValueError("scores contain NaN; an AUC of NaN scores is undefined (drop those samples)")
+    if targets.dtype != torch.bool and ((targets != 0) & (targets != 1)).any():
+        raise ValueError("targets must be 0/1 or bool")
+    single = scores.dim() == 1
+    s2 = scores.reshape(scores.shape[0], -1).to(torch.float64)
+    y2 = _as_bool(targets).reshape(s2.shape)
+    n = s2.shape[0]
+    s, order = torch.sort(s2, dim=0)
+    y = y2.gather(0, order).to(torch.float64)
+    idx = torch.arange(n, device=s.device, dtype=torch.float64).unsqueeze(1).expand_as(s)
+    # Mid-rank of a run of tied scores: the mean of its first and last (1-based) positions.
+    is_start = torch.ones_like(s, dtype=torch.bool)
+    is_start[1:] = s[1:] != s[:-1]
+    is_end = torch.ones_like(s, dtype=torch.bool)
+    is_end[:-1] = s[:-1] != s[1:]
+    first = torch.cummax(torch.where(is_start, idx, torch.zeros_like(idx)), 0).values
+    last = torch.flip(torch.cummin(torch.flip(torch.where(is_end, idx, torch.full_like(idx, n)), [0]),
+                                   0).values, [0])
+    ranks = (first + last) / 2 + 1
+    n_pos = y.sum(0)
+    n_neg = n - n_pos
+    auc = ((y * ranks).sum(0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)  # NaN if either is 0
+    auc = auc.to(torch.get_default_dtype())
+    return auc[0] if single else auc
+
+
+def attention_mass(
+    maps: Tensor,
+    masks: Tensor,
+    valid: Tensor | None = None,
+    reduction: Reduction = "none",
+) -> Tensor:
+    """Share of each map's total mass that lies inside the object mask.
+
+    ``sum(A * M) / sum(A)`` per map: the "energy-based pointing game" of Score-CAM (Wang et
+    al., CVPR Workshops 2020), with the object's mask in place of its box.  Unlike
+    :func:`attention_iou` it needs no threshold on the map: a map that puts most of its mass
+    on a small corner patch scores low whatever threshold would make its support look small.
+    Chance level is the object's share of the (valid) pixels.
+
+    Args:
+        maps: non-negative maps ``[N, H, W]`` (or ``[N, 1, H, W]``) at the mask's resolution
+            (Grad-CAM maps are, after the ReLU of Eq. 2); their scale does not matter.
+        masks: object masks ``[N, H, W]``, bool or 0/1.
+        valid: optional bool ``[N, H, W]``; pixels where it is False count nowhere.
+        reduction: ``"none"`` -> ``[N]``; ``"mean"`` -> NaN-mean over maps.
+
+    Returns:
+        ``[N]`` in ``[0, 1]``; NaN for a map whose (valid) mass is zero (it points nowhere).
+    """
+    m = _flatten_maps(maps).to(torch.float64)
+    g = _as_bool(_flatten_maps(masks))
+    if m.shape != g.shape:
+        raise ValueError(f"maps and masks must have the same shape, got {tuple(maps.shape)} and "
+                         f"{tuple(masks.shape)} (upsample the attention map to the mask size first)")
+    if (m < 0).any():
+        raise ValueError("maps must be non-negative (mass is undefined for negative values); "
+                         "apply a ReLU or shift the maps first")
+    if valid is not None:
+        v = _as_bool(_flatten_maps(valid))
+        if v.shape != g.shape:
+            raise ValueError(f"valid must have the masks' shape, got {tuple(valid.shape)}")
+        m = m * v
+    return _ratio((m * g).sum(1), m.sum(1), reduction)
+
+
+Order = Literal["attention", "random", "shifted"]
+
+
+def _pixel_ranks(maps: Tensor, order: Order, generator: torch.Generator) -> Tensor:
+    """``[N, P]``: the step at which each pixel goes (0 first), most attended first."""
+    n, height, width = maps.shape
+    p = height * width
+    flat = maps.reshape(n, p)
+    if order == "shifted":
+        # The attention ranking moved by a random circular shift of a quarter to three
+        # quarters of the image each way: a region of the same shape and area, elsewhere.
+        dy = torch.randint(-(-height // 4), height - height // 4 + 1, (n, 1, 1), generator=generator)
+        dx = torch.randint(-(-width // 4), width - width // 4 + 1, (n, 1, 1), generator=generator)
+        ys = (torch.arange(height).view(1, -1, 1) - dy) % height
+        xs = (torch.arange(width).view(1, 1, -1) - dx) % width
+        flat = flat.gather(1, (ys * width + xs).reshape(n, p))
+    # Ties (and the whole "random" order) are broken by a seeded random permutation rather than
+    # by pixel index, so a flat map does not delete the image row by row from the top.
+    perm = torch.rand(n, p, generator=generator).argsort(1)     # a random permutation per image
+    if order == "random":
+        by_step = perm
+    else:
+        by_step = perm.gather(1, torch.sort(flat.gather(1, perm), dim=1, descending=True,
+                                            stable=True).indices)
+    ranks = torch.empty_like(by_step)
+    ranks.scatter_(1, by_step, torch.arange(p).expand(n, p).contiguous())
+    return ranks
+
+
+@torch.no_grad()
+def deletion_insertion(
+    model_fn: Callable[[Tensor], Tensor],
+    images: Tensor,
+    maps: Tensor,
+    classes: Tensor,
+    steps: int = 16,
+    fill: float | Tensor = 0.0,
+    order: Order = "attention",
+    seed: int = 0,
+) -> dict[str, Tensor]:
+    """Deletion and insertion curves of a class score (Petsiuk et al., "RISE", BMVC 2018).
+
+    Pixels are ranked by the map, most attended first.  *Deletion*: the class score as the
+    first ``k`` pixels are replaced by ``fill`` (a map that found what the decision rests on
+    makes the score fall fast: a low area).  *Insertion*: the score as the first ``k``
+    pixels are put into an all-``fill`` image (a high area).  ``k`` runs over ``steps + 1``
+    counts ``floor(i P / steps)``, ``i = 0..steps``, of the ``P = H W`` pixels.
+
+    Baselines with the same number of pixels at every step, to tell "erasing the attended
+    region changes the decision" from "erasing anything does": ``order="random"`` takes the
+    pixels in a random order; ``order="shifted"`` takes the attention ranking circularly
+    shifted by a random offset (between a quarter and three quarters of the image each way),
+    so a region of the attended region's shape and area elsewhere.  Ties in the map are
+    broken at random (seeded), never by pixel position.
+
+    Args:
+        model_fn: images ``[B, 3, H, W]`` -> scores ``[B, C]``; pass probabilities
+            (``lambda x: model(x).softmax(1)``) to read the curves as RISE does.  Called
+            ``2 (steps + 1)`` times on all ``N`` images, without gradients.
+        images: ``[N, 3, H, W]`` (normalised network input).
+        maps: ``[N, H, W]`` (or ``[N, 1, H, W]``) at the images' resolution.
+        classes: ``[N]`` label index whose score is followed.
+        steps: number of steps from nothing to every pixel.
+        fill: the value of a deleted pixel: a number, or a tensor broadcastable to ``images``
+            (e.g. ``[3, 1, 1]``); 0 on normalised images is the dataset mean, as the erased
+            pixels of Eq. 3.
+        order: ``"attention"``, ``"random"`` or ``"shifted"`` (see above).
+        seed: seeds the tie-breaking and the baselines.
+
+    Returns:
+        ``{"fractions": [S + 1], "deletion": [N, S + 1], "insertion": [N, S + 1],
+        "deletion_auc": [N], "insertion_auc": [N]}``: the fraction of pixels moved at each
+        step, the class score along each curve, and each curve's area (trapezoid rule over the
+        fractions, so in the scores' units).
+    """
+    if images.dim() != 4:
+        raise ValueError(f"images must be [N, 3, H, W], got {tuple(images.shape)}")
+    n, _, height, width = images.shape
+    maps = maps[:, 0] if maps.dim() == 4 and maps.shape[1] == 1 else maps
+    if maps.shape != (n, height, width):
+        raise ValueError(f"maps must be [N, H, W] = [{n}, {height}, {width}] (the images' size), "
+                         f"got {tuple(maps.shape)}")
+    classes = classes.reshape(-1).long().to(images.device)
+    if classes.shape[0] != n:
+        raise ValueError(f"classes must hold one label index per image ({n}), got {tuple(classes.shape)}")
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    if order not in ("attention", "random", "shifted"):
+        raise ValueError(f"order must be 'attention', 'random' or 'shifted', got {order!r}")
+    generator = torch.Generator().manual_seed(seed)
+    ranks = _pixel_ranks(maps.detach().float().cpu(), order, generator).to(images.device)
+    ranks = ranks.view(n, 1, height, width)
+    fill_t = torch.as_tensor(fill, dtype=images.dtype, device=images.device)
+    blank = torch.broadcast_to(fill_t, images.shape)
+    p = height * width
+    counts = [(i * p) // steps for i in range(steps + 1)]
+    deletion, insertion = [], []
+    for k in counts:
+        moved = ranks < k
+        for curve, image in ((deletion, torch.where(moved, blank, images)),
+                             (insertion, torch.where(moved, images, blank))):
+            scores = model_fn(image)
+            if scores.dim() != 2 or scores.shape[0] != n:
+                raise ValueError(f"model_fn must return scores [N, C] = [{n}, C], got {tuple(scores.shape)}")
+            curve.append(scores.gather(1, classes[:, None])[:, 0].float())
+    fractions = torch.tensor(counts, dtype=torch.float32, device=images.device) / p
+    deletion_t, insertion_t = torch.stack(deletion, 1), torch.stack(insertion, 1)
+    return {
+        "fractions": fractions,
+        "deletion": deletion_t,
+        "insertion": insertion_t,
+        "deletion_auc": torch.trapezoid(deletion_t, fractions, dim=1),
+        "insertion_auc": torch.trapezoid(insertion_t, fractions, dim=1),
+    }

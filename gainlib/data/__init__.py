@@ -2,6 +2,7 @@
 
 * :mod:`gainlib.data.synthetic` -- the synthetic GAIN benchmark (:class:`SyntheticScenes`,
   :class:`SyntheticOrientation`, :func:`synthetic_splits`), generated on the fly.
+* :mod:`gainlib.data.decoy` -- :class:`DecoyShapes`, a DecoyMNIST-style shortcut: the positive control.
 * :mod:`gainlib.data.voc` -- PASCAL VOC 2012 + SBD, or any set in VOC layout (:class:`VOCDataset`).
 * :mod:`gainlib.data.saliency` -- saliency priors for L_bbox (Eq. 9).
 * :func:`iter_batches` -- a dataset (or some of its samples) in collated batches.
@@ -10,6 +11,7 @@
 """
 
 from gainlib.data.batching import iter_batches
+from gainlib.data.decoy import DECOY_SPLITS, DecoyShapes
 from gainlib.data.extra_labels import mark_extra_labels, pick_subset
 from gainlib.data.protocol import (
     IGNORE_INDEX,
@@ -50,6 +52,8 @@ __all__ = [
     "SyntheticScenes",
     "SyntheticOrientation",
     "synthetic_splits",
+    "DECOY_SPLITS",
+    "DecoyShapes",
     # VOC
     "VOC_CLASSES",
     "VOCDataset",
