@@ -124,12 +124,19 @@ def test_crf_prediction_keeps_the_shape_and_labels(tmp_path):
     assert int(refined.max()) <= TINY.num_classes and int(refined.min()) >= 0
 
 
-def test_paper_profile_steps_the_learning_rate_as_sec():
-    from gainbook.segmentation_runs import _learning_rate
+def _learning_rate(spec, t: float) -> float:
+    from gainlib.segmentation import SegmentationConfig, SegmentationTrainer, SmallFCN
 
+    config = SegmentationConfig(loss=spec.framework, epochs=spec.epochs, lr=spec.lr,
+                                lr_step=spec.lr_step, device="cpu")
+    return SegmentationTrainer(SmallFCN(3, (4, 4, 4)), config).learning_rate(t)
+
+
+def test_paper_profile_steps_the_learning_rate_as_sec():
     spec = segmentation_spec("paper", TINY, "sec", CUE_MODEL)
     assert spec.network == "largefov" and spec.batch_size == 15
     assert [_learning_rate(spec, e) for e in (0, 2.7, 2.9, 5.7, 8.5)] == pytest.approx(
         [1e-3, 1e-3, 1e-4, 1e-5, 1e-6])
     cosine = _spec()
-    assert _learning_rate(cosine, 0) == cosine.lr and _learning_rate(cosine, cosine.epochs) == pytest.approx(0)
+    assert _learning_rate(cosine, 0) == cosine.lr
+    assert _learning_rate(cosine, cosine.epochs) == pytest.approx(0)

@@ -34,7 +34,8 @@ class TinyScenes(Dataset):
                     box_labels.append(c)
             mask[0, :] = 255  # an ignore row, as VOC boundaries
             if nan_at is not None and i == nan_at:
-                image[:] = float("nan")
+                # Finite (collate refuses NaN images) but so large that the loss overflows.
+                image[:] = torch.finfo(torch.float32).max
             self.samples.append({
                 "image": image, "labels": labels, "mask": mask,
                 "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
