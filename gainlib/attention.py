@@ -167,9 +167,13 @@ def attention_from_features(
 class GradCAM:
     """Grad-CAM on any module with a named target layer, batched over images and classes.
 
-    >>> cam = GradCAM(model, "layer4")
-    >>> out = cam(images, labels)          # maps for every positive class of every image
-    >>> out.maps.shape                     # [B, K, H, W]
+    >>> from gainlib.models import SmallCNN
+    >>> model = SmallCNN(num_classes=3, widths=(4, 8))
+    >>> labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    >>> with GradCAM(model, "features") as cam:
+    ...     out = cam(torch.randn(2, 3, 16, 16), labels)   # every positive class of every image
+    >>> tuple(out.maps.shape), out.valid.tolist()            # [B, K, H, W]; K = most classes
+    ((2, 2, 16, 16), [[True, True], [True, False]])
 
     ``create_graph=True`` (set by the GAIN streams) makes the maps trainable; the default
     ``False`` gives plain explanations. The forward hook stays registered until

@@ -926,9 +926,16 @@ class SegmentationTrainer(Trainer):
     loop of :class:`gainlib.trainer.Trainer` (checkpoints, exact resume, non-finite guard,
     progress, DDP).
 
-    >>> network = SmallFCN(num_classes + 1, upsample=False)
-    >>> trainer = SegmentationTrainer(network, SegmentationConfig(loss="gain", epochs=6))
-    >>> history = trainer.fit(train_set, cues=cues)   # [{"epoch": 1, "loss": ...}, ...]
+    >>> from gainlib.data import SyntheticScenes
+    >>> train_set = SyntheticScenes("train", 8, image_size=32)
+    >>> network = SmallFCN(4 + 1, widths=(4, 4, 8), upsample=False)
+    >>> cues = torch.zeros(8, 5, *output_size(network, (32, 32)), dtype=torch.bool)
+    >>> cues[:, 0, :2] = True                          # background cues on the top rows
+    >>> config = SegmentationConfig(loss="gain", epochs=1, batch_size=4, progress=False,
+    ...                             device="cpu")
+    >>> history = SegmentationTrainer(network, config).fit(train_set, cues=cues)
+    >>> [sorted(record) for record in history]
+    [['epoch', 'loss']]
 
     Args:
         network: maps ``[B, 3, H, W]`` images to logits ``[B, C + 1, h, w]`` (any output size;

@@ -631,8 +631,14 @@ class GainTrainer(Trainer):
     """Train a :class:`~gainlib.gain.GAIN` model: the step's losses are
     :meth:`GAIN.stream_losses <gainlib.gain.GAIN.stream_losses>` (Eq. 6, 8, 10).
 
+    >>> from gainlib.data import SyntheticScenes
+    >>> train_set = SyntheticScenes("train", 8, image_size=32)
+    >>> val_set = SyntheticScenes("val", 4, image_size=32)
     >>> model = GAIN.from_name("small_cnn", num_classes=4)
-    >>> history = GainTrainer(model, TrainConfig(mode="gain", epochs=5)).fit(train_set, val_set)
+    >>> config = TrainConfig(mode="gain", epochs=1, batch_size=4, progress=False, device="cpu")
+    >>> history = GainTrainer(model, config).fit(train_set, val_set)
+    >>> sorted(k for k in history[0] if k.startswith("train_"))[:3]
+    ['train_am', 'train_cl', 'train_seconds']
 
     ``fit`` returns the per-epoch history (loss terms, validation metrics, seconds) and,
     with ``checkpoint_dir``, writes ``last.pt`` and ``history.json`` after every epoch.
