@@ -33,9 +33,10 @@ ReLU6 instead of swish and no squeeze-excitation) converted to the ``_conv_stem`
 The architecture is written here (:class:`EfficientNetLite0`, about 100 lines) rather than
 taken from ``timm`` because:
 
-* ``timm`` (1.0.31) would add nine packages to the install, among them ``huggingface_hub``,
-  ``hf-xet`` and an HTTP client stack (``httpx2``, ``httpcore2``, ``anyio``, ``truststore``):
-  download machinery, for a backbone whose point is to need none;
+* ``timm`` 1.0.31 would add nine packages to the install (``pip install --dry-run``):
+  itself, ``safetensors``, ``huggingface_hub``, ``hf-xet`` and an HTTP client stack
+  (``httpx2``, ``httpcore2``, ``anyio``, ``h11``, ``truststore``): download machinery, for
+  a backbone whose point is to need none;
 * the weights were trained in TensorFlow, with "SAME" padding (one pixel more at the bottom
   and right of a stride-2 convolution on an even-sized input) and BatchNorm epsilon 1e-3.
   timm's ``efficientnet_lite0`` pads symmetrically (its own PyTorch-trained weights), so the
@@ -283,7 +284,7 @@ class EfficientNetLite0(nn.Module):
     """EfficientNet-Lite0 (4.7 M parameters), laid out like its ImageNet checkpoint.
 
     Stem ``_conv_stem`` (3x3, stride 2, 32 channels) -> ``_blocks`` (16 inverted residual
-    blocks, :data:`_LITE0_STAGES`) -> head ``_conv_head`` (1x1, 1280 channels) -> ``_bn1`` ->
+    blocks, ``_LITE0_STAGES``) -> head ``_conv_head`` (1x1, 1280 channels) -> ``_bn1`` ->
     ``_head_act`` (the Grad-CAM target) -> global average pool -> dropout -> ``_fc``. Every
     activation is ReLU6 and none is in place. Build it with
     ``build_classifier("efficientnet_lite0", num_classes, weights="DEFAULT")`` for the
