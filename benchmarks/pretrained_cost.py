@@ -42,7 +42,8 @@ on 1 thread (``--finetune-threads``); rerun ``--part cost --threads 2`` on idle 
 | 2 | 128 px | 8 | 78.6 | 325.0 |
 
 A training step (forward+backward) costs 3-5x a forward pass; the convolutions' gradients
-took 61 % of a step in ``torch.profiler``. Fine-tuning on the scenes (64 px, 1 thread; 481 s for the three runs):
+took 61 % of a step in ``torch.profiler``. Fine-tuning on the scenes (64 px, 1 thread; 481 s
+for the three runs):
 
 | model (64 px) | epochs | lr | val mAP | val Grad-CAM IoU | s/epoch |
 |---|---|---|---|---|---|
@@ -101,16 +102,18 @@ def cost(repeats: int, threads: int) -> list[dict]:
                 model.zero_grad(set_to_none=True)
                 model(x).sum().backward()
 
-            rows.append({"threads": threads, "size": size, "batch": batch,
-                         "forward_s_per_image": _fastest_seconds(forward, repeats) / batch,
-                         "forward_backward_s_per_image": _fastest_seconds(forward_backward, repeats) / batch})
+            rows.append({
+                "threads": threads, "size": size, "batch": batch,
+                "forward_s_per_image": _fastest_seconds(forward, repeats) / batch,
+                "forward_backward_s_per_image": _fastest_seconds(forward_backward, repeats) / batch,
+            })
             print(_cost_line(rows[-1]), flush=True)
     return rows
 
 
 def _cost_line(r: dict) -> str:
-    return (f"| {r['threads']} | {r['size']} px | {r['batch']} | {1000 * r['forward_s_per_image']:.1f} | "
-            f"{1000 * r['forward_backward_s_per_image']:.1f} |")
+    return (f"| {r['threads']} | {r['size']} px | {r['batch']} | "
+            f"{1000 * r['forward_s_per_image']:.1f} | {1000 * r['forward_backward_s_per_image']:.1f} |")
 
 
 def finetune(image_size: int, pretrained_epochs: int, random_init: bool) -> list[dict]:
@@ -177,8 +180,8 @@ def main() -> None:
             cost(args.repeats, threads)
     if args.part in ("finetune", "both"):
         torch.set_num_threads(args.finetune_threads)
-        print(f"\n| model ({args.image_size} px) | epochs | lr | val mAP | val Grad-CAM IoU | s/epoch |\n"
-              "|---|---|---|---|---|---|")
+        print(f"\n| model ({args.image_size} px) | epochs | lr | val mAP | val Grad-CAM IoU "
+              "| s/epoch |\n|---|---|---|---|---|---|")
         finetune(args.image_size, args.epochs, args.random_init)
     print(f"\ntotal {time.perf_counter() - started:.0f} s, load average {os.getloadavg()[0]:.1f}")
 

