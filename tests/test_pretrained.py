@@ -158,7 +158,8 @@ def test_tf_same_padding_and_trainable_attention_without_weights():
     model, layer = build_classifier("efficientnet_lite0", 3)
     with GradCAM(model.eval(), layer) as cam:
         for size, cells in ((64, 2), (97, 4)):
-            assert cam.forward_with_features(torch.randn(1, 3, size, size))[1].shape[-2:] == (cells, cells)
+            features = cam.forward_with_features(torch.randn(1, 3, size, size))[1]
+            assert features.shape[-2:] == (cells, cells)
     gain = GAIN(model.train(), layer)
     batch = {"image": torch.randn(2, 3, 64, 64), "labels": torch.tensor([[1, 0, 1], [0, 1, 0.]])}
     losses = gain.stream_losses(batch)
