@@ -140,6 +140,30 @@ def test_every_page_loads_cleanly_with_meaningful_alt_text(browser, server, book
     assert not failures, "\n".join(f"{name}:\n  " + "\n  ".join(f) for name, f in failures.items())
 
 
+def test_chapters_open_with_prose_and_code_fits_the_page(browser, server, book_html):
+    """At 1280 px no code cell scrolls sideways, and no set-up cell (Colab, parameters,
+    papermill's injected parameters) comes before the chapter's first words."""
+    failures = {}
+    for name in [p for p in _pages(book_html) if p.startswith("notebooks/")]:
+        page, _ = _open(browser, server + name)
+        wide = page.evaluate("""() => [...document.querySelectorAll(
+            'article .cell_input pre, article div.highlight pre')]
+            .filter(pre => pre.scrollWidth > pre.clientWidth + 1)
+            .map(pre => pre.innerText.split('\\n').sort((a, b) => b.length - a.length)[0])""")
+        shown = page.locator("article .cell_input").all_inner_texts()
+        setup = [text[:60] for text in shown if "google.colab" in text
+                 or "Papermill parameters" in text or "Parameters\n" in text[:12]]
+        first = page.locator("article section > *").first.evaluate("e => e.tagName")
+        found = [f"code scrolls sideways: {line[:70]!r}" for line in wide]
+        found += [f"set-up cell shown: {text!r}" for text in setup]
+        if first not in ("H1", "P"):
+            found.append(f"the page opens with a {first}, not prose")
+        if found:
+            failures[name] = found
+        page.close()
+    assert not failures, "\n".join(f"{name}:\n  " + "\n  ".join(f) for name, f in failures.items())
+
+
 def test_chapter_one_has_a_captioned_figure(browser, server):
     page, problems = _open(browser, server + "notebooks/01_gradcam.html")
     figures = page.locator("figure:has(img):has(figcaption)")
