@@ -5,7 +5,7 @@
 
 Data: :class:`gainlib.data.DecoyShapes` (a DecoyMNIST-style shortcut, Ross et al. 2017):
 one object per 48 px image and a 6 px corner patch whose colour is the class in ``train`` and
-``val`` and random in ``test``. Models (small_cnn, widths (16, 32), SGD, cosine schedule,
+``val`` and random in ``test``. Models (small_cnn, widths (16, 32), Adam, cosine schedule,
 ``torch.set_num_threads(1)``), per seed:
 
 * ``oracle``: a classifier trained on ``no_shortcut`` (patch random) for 12 + 6 epochs;
