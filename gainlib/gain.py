@@ -21,7 +21,8 @@ and updates the running averages with them (ngxbac/GAIN and AustinDoolittle/Pyto
 run S_am as an ordinary train-mode forward pass).
 
 Every choice the paper leaves open is a :class:`GainConfig` field, with gainlib's choice as the
-default.
+default; :meth:`GainConfig.preset` gives the settings of the public implementations
+(:mod:`gainlib.presets`).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from gainlib.losses import (
 from gainlib.data.protocol import IMAGENET_MEAN, IMAGENET_STD
 from gainlib.masking import DEFAULT_BLUR_SIGMA, DEFAULT_OMEGA, DEFAULT_SIGMA, Fill, masked_image, soft_mask
 from gainlib.models import build_classifier
+from gainlib.presets import preset_fields
 
 __all__ = ["GainConfig", "GAIN"]
 
@@ -144,6 +146,23 @@ class GainConfig:
                              f"side), got {self.blur_sigma!r}")
         if min(self.image_std) <= 0:
             raise ValueError(f"GainConfig.image_std must be positive, got {self.image_std!r}")
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "GainConfig":
+        """The configuration a public GAIN implementation runs with, in gainlib's terms.
+
+        ``name`` is one of ``"gainlib"`` (the defaults), ``"alokwhitewolf"``,
+        ``"ilyak93"``, ``"ngxbac"`` or ``"austindoolittle"``; the functions of the same
+        name in :mod:`gainlib.presets` cite the file and line of every value. ``overrides``
+        change single fields (one factor at a time). Unknown names raise ``KeyError``
+        listing the presets.
+
+        >>> GainConfig.preset("ngxbac").am_score
+        'max_softmax'
+        >>> GainConfig.preset("ngxbac", fill="blur").fill
+        'blur'
+        """
+        return cls(**{**preset_fields(name), **overrides})
 
 
 def _check_number(name: str, value: object) -> None:
