@@ -13,12 +13,12 @@ matters. ``"batch"`` (default) normalises S_am's masked images with the batch st
 the S_cl pass on the real images (captured by hooks, kept in the graph): the masked image is
 scored by exactly the function that classified the real one, and the running averages are not
 touched. ``"eval"`` uses the running averages instead (what public implementations that
-switch the network to eval mode do: ilyak93/GAIN-pytorch). On the synthetic benchmark this let the network
-minimise L_am by making its eval-mode scores low for every input, a mode L_cl never sees
-in training: validation accuracy collapsed to "predict nothing" while the training loss
-kept falling. ``"train"`` normalises the masked images with their own batch statistics
-and updates the running averages with them (ngxbac/GAIN and AustinDoolittle/Pytorch-Gain, which
-run S_am as an ordinary train-mode forward pass).
+switch the network to eval mode do, e.g. ilyak93/GAIN-pytorch). On the synthetic benchmark
+this let the network minimise L_am by making its eval-mode scores low for every input, a
+mode L_cl never sees in training: validation accuracy collapsed to "predict nothing" while
+the training loss kept falling. ``"train"`` normalises the masked images with their own
+batch statistics and updates the running averages with them (ngxbac/GAIN and
+AustinDoolittle/Pytorch-Gain, which run S_am as an ordinary train-mode forward pass).
 
 Every choice the paper leaves open is a :class:`GainConfig` field, with gainlib's choice as the
 default; :meth:`GainConfig.preset` gives the settings of the public implementations

@@ -22,14 +22,15 @@ S_am can still recognise there (a flat patch is itself a cue a network can learn
 
 ``"mean"`` (``F(I) = 0`` in normalised space) is Eq. 3 exactly, computed as ``I - T ⊙ I``
 bit for bit; ``"zero"`` is black (0 intensity, normalised with the given mean/std);
-``"blur"`` a Gaussian blur of the image (shape and colour gone, the low frequencies
-kept); ``"noise"`` Gaussian noise in normalised space (the dataset's mean and spread,
+``"blur"`` a Gaussian blur of the image (edges and texture gone, colour and coarse
+layout kept); ``"noise"`` Gaussian noise in normalised space (the dataset's mean and spread,
 a fresh draw from the torch RNG for every masked image).
 """
 
 from __future__ import annotations
 
 import math
+import typing
 from typing import Literal, Sequence
 
 import torch
@@ -48,7 +49,7 @@ DEFAULT_OMEGA = 10.0
 DEFAULT_BLUR_SIGMA = 0.05
 
 Fill = Literal["mean", "zero", "blur", "noise"]
-FILLS: tuple[str, ...] = ("mean", "zero", "blur", "noise")
+FILLS: tuple[str, ...] = typing.get_args(Fill)
 
 
 def soft_mask(attention: Tensor, sigma: float = DEFAULT_SIGMA, omega: float = DEFAULT_OMEGA) -> Tensor:

@@ -13,7 +13,7 @@ Translations:
 * **Loss weights.** gainlib writes ``L = L_cl + alpha L_am + ext_weight L_e`` (Eq. 6, 8, 10).
   A repository that also weighs L_cl (``w_cl L_cl + w_am L_am``) becomes
   ``alpha = w_am / w_cl``; the common factor ``w_cl`` only rescales the gradient, which all
-  of them hand to Adam, whose steps do not depend on that scale.
+  four hand to Adam, whose steps hardly depend on that scale (only through its epsilon).
 * **Black.** ``fill="zero"`` puts 0 intensity in the erased region, expressed in the
   normalisation of gainlib's images (``image_mean``/``image_std``, ImageNet's by default);
   the two repositories that feed raw pixels get black from ``I - T(A) I`` the same way.
