@@ -17,12 +17,17 @@ Choices (where the public GAIN implementations disagree):
   receive gradient from the attention losses; heads with non-linearities after the
   target layer (VGG's FC layers) also get the term through ``f``. ``detach_weights=True``
   reproduces what every public implementation does (``w^c`` treated as a constant).
-* **Normalisation** is per map (one image, one class) and happens after upsampling so a
-  map reaches exactly 1 at its peak. ``"max"`` (default) divides by the map's maximum —
-  after the ReLU the minimum is already 0 almost always, so the threshold sigma of Eq. 4
-  is relative to the peak; ``"minmax"`` subtracts the minimum first (what the ``grad-cam``
-  package does). The maximum is not detached. A map that is all zero stays zero (the
-  denominator is clamped), never NaN.
+* **Normalisation** happens after upsampling so a map reaches exactly 1 at its peak.
+  ``"max"`` (default) divides each map (one image, one class) by its maximum — after the
+  ReLU the minimum is already 0 almost always, so the threshold sigma of Eq. 4 is relative
+  to the peak; ``"minmax"`` subtracts each map's minimum first (what the ``grad-cam``
+  package, ilyak93/GAIN-pytorch and — at their batch size of one — alokwhitewolf's and
+  AustinDoolittle's code do); ``"batch_minmax"`` takes the minimum and maximum over every
+  map of the batch (ngxbac/GAIN's ``Ac.min()``, ``Ac.max()``), so a map whose peak is weaker
+  than the batch's strongest never reaches 1 and erases less. The constants are kept in the
+  graph by default; ``detach_normalizer=True`` treats them as constants (alokwhitewolf's
+  ``.data``), so the gradient of a loss on A^c does not see that raising the peak rescales
+  the whole map. A map that is all zero stays zero (the denominator is clamped), never NaN.
 * **Upsampling** is bilinear with ``align_corners=False`` (pixel-centre convention, the
   same as OpenCV's resize used by ``grad-cam``).
 * **Classes are batched**: one vectorised ``autograd.grad`` call with
@@ -42,7 +47,7 @@ from torch import Tensor, nn
 
 from gainlib.models import resolve_layer
 
-Normalization = Literal["max", "minmax", "none"]
+Normalization = Literal["max", "minmax", "batch_minmax", "none"]
 
 __all__ = ["AttentionMaps", "GradCAM", "positive_classes", "attention_from_features",
            "normalize_maps", "check_labels"]
@@ -100,15 +105,46 @@ def check_labels(labels: Tensor, logits: Tensor) -> None:
                          f"{list(logits.shape)}: {problem}")
 
 
-def normalize_maps(maps: Tensor, normalization: Normalization = "max") -> Tensor:
-    """Scale each map of ``[..., H, W]`` to [0, 1] (see the module notes); zero maps stay zero."""
+def normalize_maps(maps: Tensor, normalization: Normalization = "max",
+                   detach_normalizer: bool = False, valid: Tensor | None = None) -> Tensor:
+    """Scale maps ``[..., H, W]`` to [0, 1] (see the module notes); zero maps stay zero.
+
+    ``"max"`` and ``"minmax"`` work per map; ``"batch_minmax"`` uses the extremes of all the
+    maps given, or, with ``valid`` (``[B, K]`` for maps ``[B, K, H, W]``), of the valid
+    slots only, so padded all-zero slots do not pull the minimum down. ``detach_normalizer``
+    treats the subtracted minimum and the divisor as constants.
+
+    >>> maps = torch.tensor([[[[1.0, 3.0]], [[2.0, 5.0]]]])      # one image, two class slots
+    >>> normalize_maps(maps, "minmax")[0, :, 0]
+    tensor([[0., 1.],
+            [0., 1.]])
+    >>> normalize_maps(maps, "batch_minmax")[0, :, 0]           # extremes 1 and 5 of the batch
+    tensor([[0.0000, 0.5000],
+            [0.2500, 1.0000]])
+    """
     if normalization == "none":
         return maps
-    if normalization == "minmax":
-        maps = maps - maps.amin(dim=(-2, -1), keepdim=True)
-    elif normalization != "max":
-        raise ValueError(f"normalization must be 'max', 'minmax' or 'none', got {normalization!r}")
-    return maps / maps.amax(dim=(-2, -1), keepdim=True).clamp_min(_EPS)
+    if normalization not in ("max", "minmax", "batch_minmax"):
+        raise ValueError(f"normalization must be 'max', 'minmax', 'batch_minmax' or 'none', "
+                         f"got {normalization!r}")
+    if normalization == "batch_minmax":
+        if valid is not None and valid.shape != maps.shape[:-2]:
+            raise ValueError(f"valid must be {list(maps.shape[:-2])} for maps {list(maps.shape)}, "
+                             f"got {list(valid.shape)}")
+        values = maps if valid is None else maps[valid]
+        if values.numel() == 0:
+            return maps
+        low, high = values.amin(), values.amax()
+    else:
+        low = maps.amin(dim=(-2, -1), keepdim=True) if normalization == "minmax" else None
+        high = maps.amax(dim=(-2, -1), keepdim=True)
+    if detach_normalizer:
+        low = None if low is None else low.detach()
+        high = high.detach()
+    if low is not None:
+        # max(A - min) == max(A) - min exactly: rounding is monotone.
+        maps, high = maps - low, high - low
+    return maps / high.clamp_min(_EPS)
 
 
 def attention_from_features(
@@ -120,6 +156,7 @@ def attention_from_features(
     create_graph: bool = True,
     detach_weights: bool = False,
     normalization: Normalization = "max",
+    detach_normalizer: bool = False,
 ) -> Tensor:
     """Eq. 1-2 for all class slots at once.
 
@@ -132,7 +169,9 @@ def attention_from_features(
         create_graph: keep the graph of Eq. 1 so the maps can be trained (GAIN);
             ``False`` for explanations.
         detach_weights: treat ``w^c`` as constants (the public implementations' choice).
-        normalization: ``"max"``, ``"minmax"`` or ``"none"``.
+        normalization: ``"max"``, ``"minmax"``, ``"batch_minmax"`` (over the valid slots
+            of the batch) or ``"none"``.
+        detach_normalizer: treat the normalising constants as constants.
 
     Returns:
         ``[B, K, H, W]`` attention maps, zero in padded slots.
@@ -161,7 +200,7 @@ def attention_from_features(
     maps = F.relu(torch.einsum("kbd,bdhw->bkhw", weights, features))  # Eq. 2
     if maps.shape[-2:] != size:
         maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
-    return normalize_maps(maps, normalization) * valid[:, :, None, None]
+    return normalize_maps(maps, normalization, detach_normalizer, valid) * valid[:, :, None, None]
 
 
 class GradCAM:
@@ -186,11 +225,13 @@ class GradCAM:
         target_layer: str | nn.Module,
         normalization: Normalization = "max",
         detach_weights: bool = False,
+        detach_normalizer: bool = False,
     ) -> None:
         self.model = model
         self.layer = resolve_layer(model, target_layer) if isinstance(target_layer, str) else target_layer
         self.normalization = normalization
         self.detach_weights = detach_weights
+        self.detach_normalizer = detach_normalizer
         self.features: Tensor | None = None
         self._handle = self.layer.register_forward_hook(self._store)
 
@@ -245,7 +286,7 @@ class GradCAM:
             maps = attention_from_features(
                 logits, features, slots, valid, output_size=tuple(images.shape[-2:]),
                 create_graph=create_graph, detach_weights=self.detach_weights,
-                normalization=self.normalization,
+                normalization=self.normalization, detach_normalizer=self.detach_normalizer,
             )
         if not create_graph:
             logits, maps = logits.detach(), maps.detach()

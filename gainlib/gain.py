@@ -13,11 +13,16 @@ matters. ``"batch"`` (default) normalises S_am's masked images with the batch st
 the S_cl pass on the real images (captured by hooks, kept in the graph): the masked image is
 scored by exactly the function that classified the real one, and the running averages are not
 touched. ``"eval"`` uses the running averages instead (what public implementations that
-switch the network to eval mode do). On the synthetic benchmark this let the network
-minimise L_am by making its eval-mode scores low for every input, a mode L_cl never sees
-in training: validation accuracy collapsed to "predict nothing" while the training loss
-kept falling. ``"train"`` normalises the masked images with their own batch statistics
-and updates the running averages with them.
+switch the network to eval mode do, e.g. ilyak93/GAIN-pytorch). On the synthetic benchmark
+this let the network minimise L_am by making its eval-mode scores low for every input, a
+mode L_cl never sees in training: validation accuracy collapsed to "predict nothing" while
+the training loss kept falling. ``"train"`` normalises the masked images with their own
+batch statistics and updates the running averages with them (ngxbac/GAIN and
+AustinDoolittle/Pytorch-Gain, which run S_am as an ordinary train-mode forward pass).
+
+Every choice the paper leaves open is a :class:`GainConfig` field, with gainlib's choice as the
+default; :meth:`GainConfig.preset` gives the settings of the public implementations
+(:mod:`gainlib.presets`).
 """
 
 from __future__ import annotations
@@ -48,8 +53,10 @@ from gainlib.losses import (
     classification_loss,
     pixel_attention_loss,
 )
-from gainlib.masking import DEFAULT_OMEGA, DEFAULT_SIGMA, masked_image, soft_mask
+from gainlib.data.protocol import IMAGENET_MEAN, IMAGENET_STD
+from gainlib.masking import DEFAULT_BLUR_SIGMA, DEFAULT_OMEGA, DEFAULT_SIGMA, Fill, masked_image, soft_mask
 from gainlib.models import build_classifier
+from gainlib.presets import preset_fields
 
 __all__ = ["GainConfig", "GAIN"]
 
@@ -63,25 +70,43 @@ class GainConfig:
         alpha: weight of L_am (Eq. 6; 1 in the paper). 0 switches S_am off: GAIN_ext with
             the streams S_cl and S_e only, as in the paper's camera study (Sec. 5.2).
         ext_weight: weight of L_p / L_bbox (the omega of Eq. 8 and 10; 10 in the paper).
-        normalization: per-map normalisation of A^c, ``"max"`` or ``"minmax"``.
-        detach_weights: treat the Grad-CAM weights as constants (public implementations).
-        am_score: which score of I* L_am minimises (``"sigmoid"``, ``"logit"``, ``"softmax"``).
+        normalization: how A^c is scaled to [0, 1]: per map by its maximum (``"max"``) or
+            its minimum and maximum (``"minmax"``), or by the batch's extremes
+            (``"batch_minmax"``); :mod:`gainlib.attention`.
+        detach_weights: treat the Grad-CAM weights as constants, dropping the second-order
+            term (what the public implementations do).
+        am_score: which score of I* L_am minimises: ``"sigmoid"``, ``"logit"``,
+            ``"softmax"`` of class c, or ``"max_softmax"``, the largest softmax probability
+            of any class (:mod:`gainlib.losses`).
         am_batchnorm: BatchNorm mode in S_am: ``"batch"``, ``"eval"`` or ``"train"``
             (module notes).
+        detach_normalizer: treat the normalisation's minimum and divisor as constants.
+        fill: what the erased region of I* shows (Eq. 3; :mod:`gainlib.masking`):
+            ``"mean"`` (Eq. 3 on normalised images), ``"zero"`` (black), ``"blur"``,
+            ``"noise"``.
+        blur_sigma: the blur of ``fill="blur"``, a fraction of the shorter image side.
+        image_mean, image_std: the per-channel normalisation of the training images, to
+            place black for ``fill="zero"`` (ImageNet's, as gainlib's datasets by default).
 
     Every field's type and range is checked when the config is built (``ValueError`` /
     ``TypeError`` naming the field): sigma in [0, 1], omega > 0, alpha and ext_weight >= 0,
-    all finite; the string fields one of their choices; detach_weights a bool.
+    blur_sigma > 0, image_std > 0, all finite; the string fields one of their choices;
+    the flags bools.
     """
 
     sigma: float = DEFAULT_SIGMA
     omega: float = DEFAULT_OMEGA
     alpha: float = 1.0
     ext_weight: float = 10.0
-    normalization: Literal["max", "minmax"] = "max"
+    normalization: Literal["max", "minmax", "batch_minmax"] = "max"
     detach_weights: bool = False
-    am_score: Literal["sigmoid", "logit", "softmax"] = "sigmoid"
+    am_score: Literal["sigmoid", "logit", "softmax", "max_softmax"] = "sigmoid"
     am_batchnorm: Literal["batch", "eval", "train"] = "batch"
+    detach_normalizer: bool = False
+    fill: Fill = "mean"
+    blur_sigma: float = DEFAULT_BLUR_SIGMA
+    image_mean: tuple[float, float, float] = IMAGENET_MEAN
+    image_std: tuple[float, float, float] = IMAGENET_STD
 
     def __post_init__(self) -> None:
         # Every field against its annotation, so a typo fails here rather than at the first
@@ -97,11 +122,15 @@ class GainConfig:
                 if not isinstance(value, bool):
                     raise TypeError(f"GainConfig.{field.name} must be True or False, got {value!r}")
             elif expected is float:
-                if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                    raise TypeError(f"GainConfig.{field.name} must be a number, got {value!r} "
-                                    f"({type(value).__name__})")
-                if not math.isfinite(value):
-                    raise ValueError(f"GainConfig.{field.name} must be finite, got {value!r}")
+                _check_number(field.name, value)
+            elif typing.get_origin(expected) is tuple:
+                size = len(typing.get_args(expected))
+                if not isinstance(value, (tuple, list)) or len(value) != size:
+                    raise TypeError(f"GainConfig.{field.name} must be {size} numbers (one per "
+                                    f"channel), got {value!r}")
+                for item in value:
+                    _check_number(field.name, item)
+                setattr(self, field.name, tuple(value))   # a list (from JSON) compares as a tuple
             else:
                 raise TypeError(f"GainConfig.{field.name}: no check for its annotation {expected}")
         if not 0 <= self.sigma <= 1:   # A^c is normalised to [0, 1] (Eq. 4 thresholds it)
@@ -112,6 +141,36 @@ class GainConfig:
         for name in ("alpha", "ext_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"GainConfig.{name} must be >= 0 (a loss weight), got {getattr(self, name)!r}")
+        if self.blur_sigma <= 0:
+            raise ValueError(f"GainConfig.blur_sigma must be positive (a fraction of the image "
+                             f"side), got {self.blur_sigma!r}")
+        if min(self.image_std) <= 0:
+            raise ValueError(f"GainConfig.image_std must be positive, got {self.image_std!r}")
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "GainConfig":
+        """The configuration a public GAIN implementation runs with, in gainlib's terms.
+
+        ``name`` is one of ``"gainlib"`` (the defaults), ``"alokwhitewolf"``,
+        ``"ilyak93"``, ``"ngxbac"`` or ``"austindoolittle"``; the functions of the same
+        name in :mod:`gainlib.presets` cite the file and line of every value. ``overrides``
+        change single fields (one factor at a time). Unknown names raise ``KeyError``
+        listing the presets.
+
+        >>> GainConfig.preset("ngxbac").am_score
+        'max_softmax'
+        >>> GainConfig.preset("ngxbac", fill="blur").fill
+        'blur'
+        """
+        return cls(**{**preset_fields(name), **overrides})
+
+
+def _check_number(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"GainConfig.{name} must be a number, got {value!r} "
+                        f"({type(value).__name__})")
+    if not math.isfinite(value):
+        raise ValueError(f"GainConfig.{name} must be finite, got {value!r}")
 
 
 class GAIN(nn.Module):
@@ -131,7 +190,8 @@ class GAIN(nn.Module):
         self.target_layer = target_layer
         self.config = config or GainConfig()
         self._cam = GradCAM(classifier, target_layer, normalization=self.config.normalization,
-                            detach_weights=self.config.detach_weights)
+                            detach_weights=self.config.detach_weights,
+                            detach_normalizer=self.config.detach_normalizer)
 
     @classmethod
     def from_name(cls, name: str, num_classes: int, weights: str | None = None,
@@ -156,7 +216,8 @@ class GAIN(nn.Module):
         maps = attention_from_features(
             logits, features, classes, valid, output_size=tuple(images.shape[-2:]),
             create_graph=True, detach_weights=self.config.detach_weights,
-            normalization=self.config.normalization)
+            normalization=self.config.normalization,
+            detach_normalizer=self.config.detach_normalizer)
         return logits, maps, classes, valid
 
     def stream_losses(self, batch: Mapping[str, Any], ext_batch: Mapping[str, Any] | None = None,
@@ -183,7 +244,10 @@ class GAIN(nn.Module):
             with _recorded_batch_stats(self.classifier) as batch_stats:
                 logits, maps, classes, valid = self._trainable_attention(images, labels)
             out["cl"] = classification_loss(logits, labels)
-            erased = masked_image(images, soft_mask(maps, self.config.sigma, self.config.omega))
+            config = self.config
+            erased = masked_image(images, soft_mask(maps, config.sigma, config.omega), config.fill,
+                                  mean=config.image_mean, std=config.image_std,
+                                  blur_sigma=config.blur_sigma)
             masked_logits = logits.new_zeros(*classes.shape, logits.shape[1])
             if valid.any():
                 with _batchnorm_mode(self.classifier, self.config.am_batchnorm, batch_stats):

@@ -12,7 +12,12 @@ Choices the paper leaves open:
   the masked image by default — the score the multi-label classifier (trained with the
   soft-margin loss L_cl) actually outputs, bounded in [0, 1] so the max-min game between
   L_cl and L_am cannot run off to ``-inf`` logits. ``score="logit"`` (the raw score) and
-  ``"softmax"`` are there for comparison.
+  ``"softmax"`` (the probability of class c among all classes; ilyak93/GAIN-pytorch) are
+  there for comparison, and ``"max_softmax"``: the *largest* softmax probability of I*^c over
+  all classes, whichever class it is — ngxbac/GAIN's ``F.softmax(outputs_am).max(dim=1)``
+  (``src/callbacks.py``, lines 56-58). It is not a score of class c: it pushes the masked
+  image towards a uniform, "no idea" prediction (its minimum, 1/C) rather than away from
+  class c.
 * The squared errors of Eq. 7 and Eq. 9 are *averaged* over pixels (not summed), so the
   weight omega = 10 of Eq. 8/10 means the same at any image size; pixels marked ignore
   (VOC 255) do not count.
@@ -28,7 +33,7 @@ from torch import Tensor
 
 from gainlib.data.protocol import IGNORE_INDEX
 
-Score = Literal["sigmoid", "logit", "softmax"]
+Score = Literal["sigmoid", "logit", "softmax", "max_softmax"]
 
 __all__ = [
     "classification_loss",
@@ -78,13 +83,16 @@ def attention_mining_loss(masked_logits: Tensor, classes: Tensor, valid: Tensor,
                          f"got {list(masked_logits.shape)}")
     if score == "sigmoid":
         scores = torch.sigmoid(masked_logits)
-    elif score == "softmax":
+    elif score in ("softmax", "max_softmax"):
         scores = torch.softmax(masked_logits, dim=-1)
     elif score == "logit":
         scores = masked_logits
     else:
-        raise ValueError(f"score must be 'sigmoid', 'logit' or 'softmax', got {score!r}")
-    picked = scores.gather(2, classes.unsqueeze(-1)).squeeze(-1)           # s^c(I*^c), [B, K]
+        raise ValueError(f"score must be 'sigmoid', 'logit', 'softmax' or 'max_softmax', got {score!r}")
+    if score == "max_softmax":
+        picked = scores.amax(dim=2)                                        # any class, [B, K]
+    else:
+        picked = scores.gather(2, classes.unsqueeze(-1)).squeeze(-1)       # s^c(I*^c), [B, K]
     return mean_over_class_slots(picked, valid)
 
 

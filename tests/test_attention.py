@@ -136,3 +136,50 @@ def test_bad_input_is_named():
             cam(torch.randn(2, 3, 32, 32), labels=torch.ones(2, 5))
         with pytest.raises(ValueError, match="label indices"):
             cam(torch.randn(2, 3, 32, 32), classes=torch.tensor([0, 9]))
+
+
+def test_batch_minmax_uses_the_extremes_of_the_batchs_valid_maps():
+    maps = torch.tensor([[[[2.0, 4.0]], [[0.0, 0.0]]],       # image 0: one class, one padded slot
+                         [[[3.0, 10.0]], [[6.0, 8.0]]]])     # image 1: two classes
+    valid = torch.tensor([[True, False], [True, True]])
+    out = normalize_maps(maps, "batch_minmax", valid=valid)
+    # The batch's valid extremes are 2 and 10 (the padded zeros do not count): (A - 2) / 8.
+    torch.testing.assert_close(out[valid], (maps[valid] - 2) / 8)
+    assert out[valid].amax() == 1 and out[valid].amin() == 0
+    # Per map, every map would reach 1; per batch, image 0's weaker map peaks at 0.25.
+    assert out[0, 0].amax() == 0.25 and normalize_maps(maps, "minmax")[0, 0].amax() == 1
+    # Without valid, every slot counts (the padded zeros set the minimum).
+    torch.testing.assert_close(normalize_maps(maps, "batch_minmax"), maps / 10)
+    with pytest.raises(ValueError, match="valid must be"):
+        normalize_maps(maps, "batch_minmax", valid=valid[:1])
+    with pytest.raises(ValueError, match="batch_minmax"):
+        normalize_maps(maps, "per_batch")
+
+
+def test_detached_normaliser_is_a_constant_in_the_gradient():
+    maps = torch.tensor([[[[1.0, 3.0]]]], requires_grad=True)
+    for normalization in ("max", "minmax", "batch_minmax"):
+        (kept,) = torch.autograd.grad(normalize_maps(maps, normalization).sum(), maps)
+        (detached,) = torch.autograd.grad(normalize_maps(maps, normalization, True).sum(), maps)
+        # Constant divisor d (3, or 3 - 1): d/dA of sum((A - m) / d) is 1 / d everywhere.
+        divisor = 3.0 if normalization == "max" else 2.0
+        torch.testing.assert_close(detached, torch.full_like(maps, 1 / divisor))
+        assert not torch.allclose(kept, detached), normalization
+    # max: d/dA_i sum(A / max A) = 1/3 - [i is the peak] * 4/9.
+    (kept,) = torch.autograd.grad(normalize_maps(maps, "max").sum(), maps)
+    torch.testing.assert_close(kept, torch.tensor([[[[1 / 3, 1 / 3 - 4 / 9]]]]))
+
+
+def test_gradcam_batch_minmax_peaks_once_per_batch():
+    torch.manual_seed(0)
+    model = TinyNet().eval()
+    images, labels = torch.randn(3, 3, 32, 32), torch.tensor([[1, 0, 1], [0, 1, 0], [1, 1, 1.]])
+    with GradCAM(model, "features", normalization="none") as cam:
+        raw = cam(images, labels)
+    with GradCAM(model, "features", normalization="batch_minmax", detach_normalizer=True) as cam:
+        out = cam(images, labels)
+    values = raw.maps[raw.valid]
+    expected = (values - values.amin()) / (values.amax() - values.amin())
+    torch.testing.assert_close(out.maps[out.valid], expected)
+    peaks = out.maps[out.valid].amax(dim=(-2, -1))
+    assert (peaks == 1).sum() == 1 and (peaks < 1).sum() == len(peaks) - 1

@@ -4,6 +4,7 @@ import pytest
 import torch
 from tiny import TinyNet, TinyScenes
 
+import gainlib.attention
 import gainlib.gain
 from gainlib.data.protocol import collate_samples
 from gainlib.gain import GAIN, GainConfig
@@ -170,3 +171,113 @@ def test_batch_mode_gradient_respects_batchnorm_scale_invariance(monkeypatch):
 
     monkeypatch.setattr(gainlib.gain, "_recorded_batch_stats", detached)
     assert _radial_gradient(model, batch) > 1e-2
+
+
+# Losses and per-parameter gradient norms of one full step (S_cl + S_am + S_e) on the tiny
+# batch, recorded before the fill/normalisation/score switches existed: the defaults (and the
+# switches that existed then) must compute what they computed. Recorded bit for bit on
+# 2 CPU threads; compared with a tolerance so other CPUs' kernels do not fail it.
+_RECORDED = {
+    "default": ({}, [0.706930339, 0.48089397, 0.130757824, 2.49540234],
+                [2.8117962, 6.0480562e-07, 0.21990094, 0.18411919, 5.5413508, 1.7615535e-07,
+                 0.18605363, 0.1712231, 1.9271644, 0.050081957, 1.7518806, 0.094679274]),
+    "detach_weights": ({"detach_weights": True}, [0.706930339, 0.48089397, 0.130757824, 2.49540234],
+                       [2.8117962, 6.0480562e-07, 0.21990094, 0.18411919, 5.5413508, 1.7615535e-07,
+                        0.18605363, 0.1712231, 0.15992287, 0.050081957, 0.091016345, 0.094679274]),
+    "softmax": ({"am_score": "softmax"}, [0.706930339, 0.334039569, 0.130757824, 2.34854794],
+                [2.8046496, 6.4082712e-07, 0.21813208, 0.18312258, 5.5131369, 2.9333557e-07,
+                 0.18309872, 0.16132666, 1.9053783, 0.02896031, 1.7096946, 0.095203176]),
+    "eval": ({"am_batchnorm": "eval"}, [0.706930339, 0.495778531, 0.130757824, 2.51028705],
+             [2.8187006, 0.016884986, 0.22264694, 0.18384157, 5.5947785, 0.033346102,
+              0.18616264, 0.16778673, 1.9202273, 0.070555165, 1.7193997, 0.09481512]),
+}
+
+
+def _full_step(**config):
+    torch.manual_seed(0)
+    model = GAIN(TinyNet(), "features", GainConfig(**config))
+    batch = _batch()
+    out = model.stream_losses(batch, ext_batch=batch)
+    return out, _param_grads(model, out["total"])
+
+
+@pytest.mark.parametrize("name", sorted(_RECORDED))
+def test_defaults_compute_the_recorded_losses_and_gradients(name):
+    config, losses, norms = _RECORDED[name]
+    out, grads = _full_step(**config)
+    got = [out[k].item() for k in ("cl", "am", "ext", "total")]
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(losses), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(torch.stack([g.norm() for g in grads]), torch.tensor(norms),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_default_fill_and_normalisation_are_the_old_formulas_bit_for_bit(monkeypatch):
+    # The code before the switches: Eq. 3 as I - T * I and A / max A per map.
+    def old_masked_image(images, mask, *args, **kwargs):
+        images = images.unsqueeze(1)
+        return images - mask.unsqueeze(2) * images
+
+    def old_normalize(maps, normalization="max", *args, **kwargs):
+        return maps / maps.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-8)
+
+    out, grads = _full_step()
+    monkeypatch.setattr(gainlib.gain, "masked_image", old_masked_image)
+    monkeypatch.setattr(gainlib.attention, "normalize_maps", old_normalize)
+    old, old_grads = _full_step()
+    assert all(torch.equal(out[k], old[k]) for k in old)
+    assert all(torch.equal(a, b) for a, b in zip(grads, old_grads))
+
+
+def test_defaults_spelled_out_are_the_defaults():
+    spelled = dict(normalization="max", detach_normalizer=False, am_score="sigmoid", fill="mean",
+                   detach_weights=False, am_batchnorm="batch")
+    out, grads = _full_step(**spelled)
+    ref, ref_grads = _full_step()
+    assert all(torch.equal(out[k], ref[k]) for k in ref)
+    assert all(torch.equal(a, b) for a, b in zip(grads, ref_grads))
+
+
+@pytest.mark.parametrize("switch", [
+    {"fill": "zero"}, {"fill": "blur"}, {"fill": "noise"}, {"am_score": "max_softmax"},
+    {"normalization": "batch_minmax"},
+])
+def test_each_new_switch_changes_attention_mining(switch):
+    # Only L_am (and the total) may move: S_cl and S_e do not see the masked images.
+    out, _ = _full_step(**switch)
+    ref, _ = _full_step()
+    assert not torch.isclose(out["am"], ref["am"], rtol=1e-4), switch
+    if "normalization" not in switch:    # the maps feed L_e too
+        assert torch.equal(out["ext"], ref["ext"])
+    assert torch.equal(out["cl"], ref["cl"])
+
+
+def test_detached_normaliser_changes_the_gradient_not_the_loss():
+    out, grads = _full_step(detach_normalizer=True)
+    ref, ref_grads = _full_step()
+    torch.testing.assert_close(out["total"], ref["total"])
+    assert sum((a - b).abs().sum() for a, b in zip(grads, ref_grads)) > 1e-4
+
+
+def test_noise_fill_follows_the_torch_rng():
+    first, _ = _full_step(fill="noise")
+    again, _ = _full_step(fill="noise")       # _full_step seeds the RNG: the same draws
+    assert torch.equal(first["am"], again["am"])
+
+
+def test_config_checks_the_new_fields():
+    with pytest.raises(ValueError, match="fill must be one of 'mean', 'zero', 'blur', 'noise'"):
+        GainConfig(fill="grey")
+    with pytest.raises(ValueError, match="am_score"):
+        GainConfig(am_score="max")
+    with pytest.raises(TypeError, match="image_mean must be 3 numbers"):
+        GainConfig(image_mean=(0.5, 0.5))
+    with pytest.raises(TypeError, match="image_std must be a number"):
+        GainConfig(image_std=(0.2, "0.2", 0.2))
+    with pytest.raises(ValueError, match="image_std must be positive"):
+        GainConfig(image_std=(0.2, 0.0, 0.2))
+    with pytest.raises(ValueError, match="blur_sigma must be positive"):
+        GainConfig(blur_sigma=0.0)
+    with pytest.raises(TypeError, match="detach_normalizer must be True or False"):
+        GainConfig(detach_normalizer=1)
+    # Lists (a config read back from JSON) become tuples, so the config compares equal.
+    assert GainConfig(image_mean=[0.5, 0.5, 0.5]) == GainConfig(image_mean=(0.5, 0.5, 0.5))

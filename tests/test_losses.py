@@ -18,7 +18,7 @@ from gainlib.losses import (
     self_guidance_loss,
     weakly_supervised_segmentation_loss,
 )
-from gainlib.masking import masked_image, soft_mask
+from gainlib.masking import fill_image, gaussian_blur, masked_image, soft_mask
 
 
 def test_soft_mask_is_eq4():
@@ -115,3 +115,72 @@ def test_segmentation_losses_are_eq11_eq12():
     expected_ws = classification_loss(seg_logits[:, 1:].mean((2, 3)), labels) + expected
     torch.testing.assert_close(weakly_supervised_segmentation_loss(seg_logits, cues, labels), expected_ws)
     assert segmentation_loss(seg_logits, torch.zeros_like(cues)) == 0
+
+
+def test_max_softmax_is_the_largest_probability_of_any_class():
+    # ngxbac/GAIN's F.softmax(outputs_am).max(dim=1): not class c's score.
+    masked_logits = torch.tensor([[[0.0, 2.0, 0.0], [1.0, 1.0, 1.0]]])     # [B=1, K=2, C=3]
+    classes, valid = torch.tensor([[0, 2]]), torch.tensor([[True, True]])
+    p = torch.softmax(masked_logits, dim=-1)
+    expected = (p[0, 0, 1] + 1 / 3) / 2          # slot 0's largest is class 1, not its class 0
+    torch.testing.assert_close(attention_mining_loss(masked_logits, classes, valid, "max_softmax"), expected)
+    own_class = (p[0, 0, 0] + p[0, 1, 2]) / 2
+    torch.testing.assert_close(attention_mining_loss(masked_logits, classes, valid, "softmax"), own_class)
+    assert not torch.isclose(expected, own_class)
+    with pytest.raises(ValueError, match="max_softmax"):
+        attention_mining_loss(masked_logits, classes, valid, "argmax")
+
+
+def test_zero_fill_is_normalised_black_where_t_is_1_and_the_image_where_t_is_0():
+    images = torch.randn(1, 3, 2, 2)
+    mask = torch.tensor([[[[1.0, 0.0], [0.0, 0.25]]]])
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.5)
+    out = masked_image(images, mask, "zero", mean=mean, std=std)[0, 0]
+    black = torch.tensor([-0.5 / 0.2, -0.4 / 0.25, -0.3 / 0.5])
+    torch.testing.assert_close(out[:, 0, 0], black)                         # T = 1
+    torch.testing.assert_close(out[:, 0, 1], images[0, :, 0, 1])            # T = 0
+    torch.testing.assert_close(out[:, 1, 1], 0.75 * images[0, :, 1, 1] + 0.25 * black)
+    with pytest.raises(ValueError, match="one value per channel"):
+        masked_image(images, mask, "zero", mean=(0.5, 0.5), std=std)
+
+
+def test_mean_fill_is_eq3_exactly_and_each_fill_blends_with_its_image():
+    torch.manual_seed(0)
+    images, mask = torch.randn(2, 3, 8, 8), torch.rand(2, 2, 8, 8)
+    assert torch.equal(masked_image(images, mask, "mean"),
+                       images[:, None] - mask[:, :, None] * images[:, None])
+    blurred = gaussian_blur(images, 0.25 * 8)[:, None]
+    torch.testing.assert_close(masked_image(images, mask, "blur", blur_sigma=0.25),
+                               (1 - mask[:, :, None]) * images[:, None] + mask[:, :, None] * blurred)
+    with pytest.raises(ValueError, match="fill must be one of"):
+        masked_image(images, mask, "grey")
+
+
+def test_blur_fill_keeps_flat_images_and_smooths_edges():
+    flat = torch.full((1, 3, 9, 9), 0.7)
+    torch.testing.assert_close(gaussian_blur(flat, 2.0), flat)              # edges replicated
+    step = torch.zeros(1, 1, 1, 9)
+    step[..., 5:] = 1.0
+    out = gaussian_blur(step.expand(1, 1, 9, 9).contiguous(), 1.0)[0, 0, 4]
+    assert (out.diff() >= 0).all() and 0 < out[4] < 0.5 < out[5] < 1       # a ramp, not a step
+    impulse = torch.zeros(1, 1, 15, 15)
+    impulse[..., 7, 7] = 1.0
+    kernel = gaussian_blur(impulse, 1.5)[0, 0]
+    torch.testing.assert_close(kernel.sum(), torch.tensor(1.0))
+    torch.testing.assert_close(kernel, kernel.t())
+    with pytest.raises(ValueError, match="blur sigma"):
+        gaussian_blur(flat, 0.0)
+
+
+def test_noise_fill_is_unit_gaussian_per_masked_copy_from_the_torch_rng():
+    images, mask = torch.zeros(2, 3, 64, 64), torch.ones(2, 2, 64, 64)
+    torch.manual_seed(3)
+    out = masked_image(images, mask, "noise")
+    assert abs(out.mean().item()) < 0.02 and abs(out.std().item() - 1) < 0.02
+    assert not torch.equal(out[:, 0], out[:, 1])          # each class slot its own draw
+    torch.manual_seed(3)
+    assert torch.equal(masked_image(images, mask, "noise"), out)
+    generator = torch.Generator().manual_seed(3)
+    assert torch.equal(fill_image(images, "noise", copies=2, generator=generator), out)
+    keep = torch.zeros(2, 1, 64, 64)
+    assert torch.equal(masked_image(images + 1, keep, "noise")[:, 0], images + 1)   # T = 0
