@@ -38,7 +38,7 @@ from torch.utils.data import Dataset
 
 from gainbook.runs import DataSpec, load_split
 from gainlib.data import iter_batches
-from gainlib.masking import masked_image, soft_mask
+from gainlib.masking import soft_mask
 from gainlib.models import eval_mode
 
 __all__ = ["REGIONS", "attention_by_region", "region_records", "mining_scores", "class_scores",
@@ -125,7 +125,7 @@ def region_records(models: Mapping[Any, Mapping[int, nn.Module]], data: DataSpec
 def mining_scores(model: nn.Module, dataset: Dataset, batch_size: int = 64) -> dict[str, float]:
     """What attention mining sees on ``dataset``: the mean, over (image, true class) pairs, of
     the class probability ``s^c(I)`` of the image, of ``s^c(I*^c)`` of the image erased with
-    the model's own soft mask (Eq. 3-4, the model's sigma and omega), and of the erased
+    the model's own soft mask and fill (:meth:`gainlib.gain.GAIN.erase`), and of the erased
     fraction ``mean T(A^c)``; ``survives`` is the fraction of pairs whose erased image still
     scores above 0.5 (evidence the map missed)."""
     device = next(model.parameters()).device
@@ -140,7 +140,7 @@ def mining_scores(model: nn.Module, dataset: Dataset, batch_size: int = 64) -> d
                 continue
             mask = soft_mask(out.maps, config.sigma, config.omega)
             with torch.no_grad():
-                masked = torch.sigmoid(model(masked_image(images, mask)[out.valid]))
+                masked = torch.sigmoid(model(model.erase(images, out.maps)[out.valid]))
             classes = out.classes[out.valid]
             after = masked.gather(1, classes[:, None])[:, 0]
             before = torch.sigmoid(out.logits).gather(1, out.classes)[out.valid]

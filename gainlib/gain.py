@@ -220,6 +220,14 @@ class GAIN(nn.Module):
             detach_normalizer=self.config.detach_normalizer)
         return logits, maps, classes, valid
 
+    def erase(self, images: Tensor, maps: Tensor) -> Tensor:
+        """Eq. 3-4 with this model's settings: ``I*^c`` for each map, ``[B, K, 3, H, W]``
+        (the soft mask of ``sigma``/``omega``, erased with the configured ``fill``)."""
+        config = self.config
+        return masked_image(images, soft_mask(maps, config.sigma, config.omega), config.fill,
+                            mean=config.image_mean, std=config.image_std,
+                            blur_sigma=config.blur_sigma)
+
     def stream_losses(self, batch: Mapping[str, Any], ext_batch: Mapping[str, Any] | None = None,
                       attention_mining: bool = True) -> dict[str, Tensor]:
         """The loss terms of one training step.
@@ -244,10 +252,7 @@ class GAIN(nn.Module):
             with _recorded_batch_stats(self.classifier) as batch_stats:
                 logits, maps, classes, valid = self._trainable_attention(images, labels)
             out["cl"] = classification_loss(logits, labels)
-            config = self.config
-            erased = masked_image(images, soft_mask(maps, config.sigma, config.omega), config.fill,
-                                  mean=config.image_mean, std=config.image_std,
-                                  blur_sigma=config.blur_sigma)
+            erased = self.erase(images, maps)
             masked_logits = logits.new_zeros(*classes.shape, logits.shape[1])
             if valid.any():
                 with _batchnorm_mode(self.classifier, self.config.am_batchnorm, batch_stats):
