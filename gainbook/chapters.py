@@ -9,7 +9,7 @@ specs; tables and figures show their :attr:`Method.label`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Mapping, NamedTuple, Sequence
 
 import torch
@@ -19,7 +19,8 @@ from gainbook.profiles import BookProfile, book_profile
 from gainbook.runs import RunSpec, load_split, train_runs
 from gainlib.trainer import Mode, evaluate
 
-__all__ = ["Method", "CLASSIFIER", "CONTINUED", "GAIN", "extra_supervision", "setup",
+__all__ = ["Method", "CLASSIFIER", "CONTINUED", "GAIN", "ORACLE", "extra_supervision", "setup",
+           "positive_control",
            "train_methods", "map_records", "Shown", "one_class_images"]
 
 ExtraKind = Literal["p", "b", "b,p"]
@@ -80,6 +81,9 @@ class Method:
 CLASSIFIER = Method("classifier", None)
 CONTINUED = Method("classifier, continued", "classifier")
 GAIN = Method("GAIN", "gain")
+#: The positive control's reference: the "classifier, continued" schedule on data whose
+#: shortcut tells nothing (:func:`positive_control`).
+ORACLE = Method("oracle (no shortcut)", "classifier")
 
 
 def extra_supervision(kind: ExtraKind, n: int, **gain: Any) -> Method:
@@ -157,3 +161,34 @@ def one_class_images(scenes: Any, count: int = 6) -> Shown:
                  torch.from_numpy(scenes.labels[picked]),
                  [scenes.classes[int(c)] for c in classes],
                  torch.from_numpy(scenes.masks[picked] == classes[:, None, None] + 1).float())
+
+
+def positive_control(settings: BookProfile, extra: Method, draws: Sequence[int], *,
+                     device: str = "cpu") -> list[dict[str, Any]]:
+    """Train and score the positive control (:class:`~gainlib.data.DecoyShapes`): for every
+    data draw and seed, the :data:`ORACLE` (trained where the corner patch tells nothing),
+    the classifier continued on the shortcut data, and ``extra`` (GAIN_ext with masks on a few
+    of its images), each scored on the draw's ``test`` split (the patch random) and, for the
+    shortcut's hold, on its ``val`` split (the patch as in training).
+
+    Returns:
+        One record per (method, draw, seed): :func:`gainbook.studies.decoy_scores` on test,
+        and ``"val accuracy"``.
+    """
+    from gainbook.studies import decoy_scores
+
+    plan = {}
+    for draw in draws:
+        biased = replace(settings, data=replace(settings.data, seed=draw))
+        unbiased = replace(biased, data=replace(biased.data, shortcut_strength=0.25))
+        for method, where in ((ORACLE, unbiased), (CONTINUED, biased), (extra, biased)):
+            for seed in settings.seeds:
+                plan[method, draw, seed] = (biased.data, method.spec(where, seed))
+    runs = train_runs([spec for _, spec in plan.values()], device=device)
+    records = []
+    for ((method, draw, seed), (data, _)), run in zip(plan.items(), runs):
+        scores = decoy_scores(run.model, load_split(data, "test"))
+        val = decoy_scores(run.model, load_split(data, "val"))["accuracy"]
+        records.append({"method": method, "draw": draw, "seed": seed, **scores,
+                        "val accuracy": val})
+    return records

@@ -48,13 +48,16 @@ class DataSpec:
             (generated data only; VOC uses its lists whole).
         context_bias: P(an object sits on its usual context) in the synthetic training and
             ``val`` splits (0.5: context tells nothing about the labels).
-        shortcut_strength: orientation data only: P(the lighting follows the class) in the
-            training domain (the training set's bias).
+        shortcut_strength: orientation data: P(the lighting follows the class) in the
+            training domain (the training set's bias); ``"decoy"``
+            (:class:`~gainlib.data.DecoyShapes`, the positive control): P(the corner patch has
+            the class's colour) in ``train`` and ``val`` (1 / 4 = the patch tells nothing: the
+            oracle's data).
         seed: the data seed (fixed across model seeds: the benchmark is one data set).
         voc_root: the prepared VOC tree (``data_scripts/get_voc.py``).
     """
 
-    dataset: Literal["synthetic", "camera", "workpiece", "voc"] = "synthetic"
+    dataset: Literal["synthetic", "camera", "workpiece", "decoy", "voc"] = "synthetic"
     image_size: int = 64
     n_train: int = 2000
     n_eval: int = 300
@@ -71,7 +74,7 @@ class DataSpec:
 
         if self.dataset in ORIENTATION_CLASSES:
             return len(ORIENTATION_CLASSES[self.dataset])
-        return len(CLASSES if self.dataset == "synthetic" else VOC_CLASSES)
+        return len(CLASSES if self.dataset in ("synthetic", "decoy") else VOC_CLASSES)
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,12 @@ def load_split(data: DataSpec, split: str) -> Dataset:
         return SyntheticOrientation(split, n, variant=data.dataset, image_size=data.image_size,
                                     seed=data.seed, shortcut_strength=data.shortcut_strength,
                                     mask_from_box=data.dataset == "camera")
+    if data.dataset == "decoy":
+        from gainlib.data import DecoyShapes
+
+        n = data.n_train if split == "train" else data.n_eval
+        return DecoyShapes(split, n, image_size=data.image_size, seed=data.seed,
+                           shortcut_strength=data.shortcut_strength)
     if data.dataset == "voc":
         from gainlib.data import VOCDataset, spectral_residual_saliency, voc_transforms
 
@@ -160,7 +169,8 @@ def load_split(data: DataSpec, split: str) -> Dataset:
                            "splits exist only in the synthetic benchmark)")
         return VOCDataset(data.voc_root, names[split], saliency=spectral_residual_saliency,
                           transforms=voc_transforms(train=split == "train", size=data.image_size))
-    raise ValueError(f"dataset must be 'synthetic', 'camera', 'workpiece' or 'voc', got {data.dataset!r}")
+    raise ValueError("dataset must be 'synthetic', 'camera', 'workpiece', 'decoy' or 'voc', "
+                     f"got {data.dataset!r}")
 
 
 def build_model(spec: RunSpec) -> GAIN:

@@ -22,11 +22,12 @@ say how many values it rests on (:attr:`Interval.n`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["Interval", "bootstrap_mean", "paired_bootstrap", "verdict", "Verdict", "Direction"]
+__all__ = ["Interval", "bootstrap_mean", "paired_bootstrap", "verdict", "Verdict", "Direction",
+           "compare_records"]
 
 Verdict = Literal["holds", "does not hold", "inconclusive"]
 Direction = Literal["greater", "less", "equivalent"]
@@ -201,3 +202,38 @@ def verdict(interval: Interval | tuple[float, float], direction: Direction,
             return "holds"
         return "does not hold" if high <= -margin or low >= margin else "inconclusive"
     raise ValueError(f"direction must be 'greater', 'less' or 'equivalent', got {direction!r}")
+
+
+def compare_records(records: Sequence[Mapping[str, Any]], metric: str, method: Any,
+                    baseline: Any, *, direction: Direction = "greater", margin: float = 0.0,
+                    by: str = "method", pair: Sequence[str] = ("draw", "seed"),
+                    group: str | None = "draw", n_boot: int = 10_000,
+                    seed: int = 0) -> dict[str, Any]:
+    """``method`` against ``baseline`` on ``metric``: the paired difference, its interval and
+    the verdict on "``method`` - ``baseline`` is ``direction`` than ``margin``".
+
+    Records are paired on the keys ``pair`` (the same data draw and seed); with ``group``
+    (a key of ``pair``), the bootstrap resamples groups first (:func:`bootstrap_mean`).
+
+    Returns:
+        ``{"metric", "method", "baseline", "difference", "low", "high", "pairs", "groups",
+        "verdict"}`` — a row of a verdict table.
+    """
+    def values(name: Any) -> dict[tuple, float]:
+        found = {tuple(r[k] for k in pair): float(r[metric]) for r in records if r[by] == name}
+        if not found:
+            raise KeyError(f"no records with {by} = {name!r}")
+        return found
+
+    ours, theirs = values(method), values(baseline)
+    if set(ours) != set(theirs):
+        raise ValueError(f"{method!r} and {baseline!r} are not measured on the same "
+                         f"{', '.join(pair)}: {sorted(set(ours) ^ set(theirs))[:5]}")
+    keys = sorted(ours)
+    groups = [k[list(pair).index(group)] for k in keys] if group is not None else None
+    interval = paired_bootstrap([ours[k] for k in keys], [theirs[k] for k in keys],
+                                groups=groups, n_boot=n_boot, seed=seed)
+    return {"metric": metric, "method": str(method), "baseline": str(baseline),
+            "difference": interval.estimate, "low": interval.low, "high": interval.high,
+            "pairs": len(keys), "groups": len(set(groups)) if groups is not None else None,
+            "verdict": verdict(interval, direction, margin)}

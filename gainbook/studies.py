@@ -42,7 +42,7 @@ from gainlib.masking import soft_mask
 from gainlib.models import eval_mode
 
 __all__ = ["REGIONS", "attention_by_region", "region_records", "mining_scores", "class_scores",
-           "biased_boat_accuracy", "orientation_scores"]
+           "biased_boat_accuracy", "orientation_scores", "decoy_scores"]
 
 
 REGIONS = ("part", "body", "context", "elsewhere")
@@ -249,3 +249,36 @@ def orientation_scores(model: nn.Module, dataset: Dataset, batch_size: int = 64)
             "attention on critical area": float(region[0]),
             "attention on rest of object": float(region[1]),
             "attention off object": float(region[2])}
+
+
+def decoy_scores(model: nn.Module, dataset: Any, batch_size: int = 128) -> dict[str, float]:
+    """The positive control's measures of one model on a :class:`~gainlib.data.DecoyShapes`
+    split (fractions in [0, 1]).
+
+    Returns:
+        ``{"accuracy": top-1 accuracy (one object per image),
+        "AUC": the mean over classes of the one-vs-rest ROC AUC of the class logits
+        (threshold-free), "follows patch": share of answers equal to the class whose colour
+        the corner patch has (chance where the patch is random: 1 / classes),
+        "attention mass": share of the true class's Grad-CAM mass inside the object's mask
+        (:func:`gainlib.metrics.attention_mass`)}``.
+    """
+    from gainlib.metrics import attention_mass, binary_auroc
+
+    device = next(model.parameters()).device
+    logits, masses = [], []
+    with eval_mode(model):
+        for index, batch in iter_batches(dataset, batch_size=batch_size):
+            out = model.attention(batch["image"].to(device), labels=batch["labels"].to(device))
+            logits.append(out.logits.detach().float().cpu())
+            objects = torch.as_tensor(dataset.masks[index] > 0)
+            masses.append(attention_mass(out.maps[:, 0].detach().cpu(), objects))
+    logits = torch.cat(logits)
+    truth = torch.as_tensor(dataset.labels).argmax(1)
+    predicted = logits.argmax(1)
+    patch = torch.as_tensor(dataset.patch_classes)
+    auc = binary_auroc(logits, torch.as_tensor(dataset.labels))
+    return {"accuracy": float((predicted == truth).float().mean()),
+            "AUC": float(auc.nanmean()),
+            "follows patch": float((predicted == patch).float().mean()),
+            "attention mass": float(torch.cat(masses).nanmean())}

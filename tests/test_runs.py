@@ -171,3 +171,13 @@ def test_mining_scores_match_a_direct_computation(tmp_path):
     assert scores["s(I*)"] == pytest.approx(after.mean().item(), abs=1e-6)
     assert scores["survives"] == pytest.approx((after > 0.5).float().mean().item())
     assert scores["erased"] == pytest.approx(mask[out.valid].mean().item(), abs=1e-6)
+
+
+def test_the_pretrained_profile_fine_tunes_the_imagenet_network():
+    from gainbook.profiles import PROFILES, book_profile
+
+    settings = book_profile("pretrained")
+    spec = settings.finetuned(0, "gain")
+    assert (spec.backbone, spec.weights, spec.widths) == ("efficientnet_lite0", "DEFAULT", None)
+    assert spec.init.weights == "DEFAULT" and settings.data.image_size == 128
+    assert PROFILES["pretrained"].camera == PROFILES["default"].camera

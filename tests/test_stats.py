@@ -130,3 +130,18 @@ def test_verdict_errors():
         verdict((float("nan"), 0.1), "greater")
     with pytest.raises(ValueError, match="direction"):
         verdict((0.0, 0.1), "better")
+
+
+def test_compare_records_pairs_by_draw_and_seed_and_reads_the_verdict():
+    from gainbook.stats import compare_records
+
+    records = [{"method": m, "draw": d, "seed": s, "acc": base + (0.2 if m == "new" else 0.0)}
+               for m in ("old", "new") for d in (0, 1) for s, base in zip(range(5), (0.5, 0.6, 0.55, 0.52, 0.58))]
+    row = compare_records(records, "acc", "new", "old")
+    assert row["difference"] == pytest.approx(0.2) and row["verdict"] == "holds"
+    assert row["pairs"] == 10 and row["groups"] == 2
+    assert compare_records(records, "acc", "old", "new")["verdict"] == "does not hold"
+    with pytest.raises(ValueError, match="same"):
+        compare_records(records[:-1], "acc", "new", "old")
+    with pytest.raises(KeyError, match="nothing"):
+        compare_records(records, "acc", "nothing", "old")
