@@ -239,7 +239,7 @@ def results_table(results: Any, by: str | Sequence[str] = "method", seed_key: st
 
     The standard deviation is over seeds; a row with a single seed shows the mean alone, and a
     cell without a value shows "–". A last column ``seeds`` gives the number of seeds behind
-    each row (from the first metric).
+    each row (from the first metric); ``runs`` when the records also have data draws.
 
     Args:
         results, by, seed_key, metrics: see :func:`summarize_results`.
@@ -260,7 +260,9 @@ def results_table(results: Any, by: str | Sequence[str] = "method", seed_key: st
         label = f"{metric} (%)" if metric in percent else metric
         table[label] = ["–" if pd.isna(m) else f"{m:.{digits}f}" if pd.isna(s)
                         else f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(mean, std)]
-    table["seeds"] = summary[(names[0], "n")].astype(int) if names else 0
+    # Records of several data draws count runs (seed x draw), not seeds.
+    draws = any("draw" in record for record in _records(results, _keys(by)[0], seed_key))
+    table["runs" if draws else "seeds"] = summary[(names[0], "n")].astype(int) if names else 0
     return table
 
 
