@@ -166,7 +166,12 @@ class TrainConfig:
         epochs, batch_size, lr, momentum, weight_decay: SGD settings (``optimizer="adam"``
             uses Adam with the same lr and weight decay). ``lr``, ``weight_decay`` >= 0,
             ``0 <= momentum < 1``.
-        ext_batch_size: samples per step in S_e.
+        ext_batch_size: samples per step in S_e (``ext_sampling="cycle"``).
+        ext_sampling: how S_e meets its few labelled samples. ``"cycle"``: every step draws
+            ``ext_batch_size`` of them, cycling through them as often as needed (with 19
+            masks among 1,000 images each is seen ~13 times per epoch). ``"natural"``: S_e
+            runs on the labelled samples that the step's S_cl batch happens to hold, so each
+            is seen once per epoch like any other image; steps without one skip S_e.
         lr_schedule: ``"constant"`` or ``"cosine"`` (per epoch).
         warmup_epochs: epochs of L_cl alone before S_am/S_e switch on (the public
             implementations pre-train the classifier; the paper starts from ImageNet weights).
@@ -192,6 +197,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 32
     ext_batch_size: int = 8
+    ext_sampling: Literal["cycle", "natural"] = "cycle"
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -214,6 +220,7 @@ class TrainConfig:
         _check_choice(self, "mode", ("classifier", "gain", "gain_ext"))
         _check_choice(self, "optimizer", ("sgd", "adam"))
         _check_choice(self, "lr_schedule", ("constant", "cosine"))
+        _check_choice(self, "ext_sampling", ("cycle", "natural"))
         _check_loop_settings(self)
         for name in ("ext_batch_size", "eval_every"):
             _check_int(self, name, 1)
@@ -686,13 +693,18 @@ class GainTrainer(Trainer):
     def epoch_batches(self, train_set: Dataset, epoch: int, distributed: bool) -> DataLoader:
         c = self.config
         self._attention_on = c.mode != "classifier" and epoch >= c.warmup_epochs
-        self._ext_batches = (self._cycle(self._ext_set, epoch, distributed)
-                             if self._ext_set is not None and self._attention_on else None)
+        cycle = c.ext_sampling == "cycle" and self._ext_set is not None and self._attention_on
+        self._ext_batches = self._cycle(self._ext_set, epoch, distributed) if cycle else None
         return super().epoch_batches(train_set, epoch, distributed)
 
     def training_step(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
-        ext_batch = (_to_device(next(self._ext_batches), self.device, self.memory_format)
-                     if self._ext_batches else None)
+        if self._ext_batches is not None:
+            ext_batch = _to_device(next(self._ext_batches), self.device, self.memory_format)
+        elif (self._ext_set is not None and self._attention_on
+              and self.config.ext_sampling == "natural"):
+            ext_batch = _flagged_rows(batch)
+        else:
+            ext_batch = None
         return self.model.stream_losses(batch, ext_batch, attention_mining=self._attention_on)
 
     def epoch_record(self, epoch: int, means: Mapping[str, float], seconds: float,
@@ -708,6 +720,18 @@ class GainTrainer(Trainer):
 
     def checkpoint_identity(self) -> dict[str, Any]:
         return {**super().checkpoint_identity(), "gain_config": self.model.hyperparameters()}
+
+
+def _flagged_rows(batch: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The samples of a collated batch flagged for S_e, as a batch of their own (``None``
+    when there are none)."""
+    flagged = batch["use_mask"] | batch["use_boxes"]
+    if not bool(flagged.any()):
+        return None
+    keep = flagged.nonzero()[:, 0].tolist()
+    return {k: (v[flagged] if torch.is_tensor(v) and v.ndim and v.shape[0] == len(flagged)
+                else [v[i] for i in keep] if isinstance(v, list) else v)
+            for k, v in batch.items()}
 
 
 def _format_record(record: Mapping[str, Any]) -> str:

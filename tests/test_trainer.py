@@ -193,3 +193,25 @@ def test_ddp_with_gloo_on_two_cpu_processes(tmp_path):
     initial = GAIN(TinyNet(), "features").state_dict()
     assert not torch.equal(initial["classifier.features.0.weight"], rank0["classifier.features.0.weight"])
     assert (tmp_path / "ckpt" / "last.pt").exists()
+
+
+@pytest.mark.parametrize("sampling", ["cycle", "natural"])
+def test_s_e_sees_its_samples_cycled_or_at_their_natural_rate(sampling):
+    data = TinyScenes(n=16, pixel=(1, 6))          # 2 of 16 samples have masks for S_e
+    model = _model()
+    seen = []
+    original = model.stream_losses
+
+    def spy(batch, ext_batch=None, **kwargs):
+        if ext_batch is not None:
+            seen.extend(ext_batch["id"])
+            assert bool((ext_batch["use_mask"] | ext_batch["use_boxes"]).all())
+        return original(batch, ext_batch, **kwargs)
+
+    model.stream_losses = spy
+    GainTrainer(model, _config(mode="gain_ext", epochs=1, ext_sampling=sampling)).fit(data)
+    flagged = sorted(str(data[i]["id"]) for i in (1, 6))
+    if sampling == "natural":                        # once per epoch, like any image
+        assert sorted(seen) == flagged
+    else:                                            # both in each of the 2 steps
+        assert sorted(seen) == sorted(flagged * 2)
