@@ -180,14 +180,20 @@ def biased_boat_accuracy(model: nn.Module, in_distribution: Dataset, biased_boat
         boat: the label index of "boat".
 
     Returns:
-        ``{"val": accuracy of the boat decision on in_distribution,
-        "boat without water": share of boat images called boat,
-        "water without boat": share of boat-free images not called boat,
-        "overall": the mean of the two counterfactual scores (as the paper's Table 7),
-        "p(boat), boats": the mean boat probability on the boat images,
-        "p(boat), water": the same on the boat-free images}`` — the last two show how far a
-        model is from the threshold when the accuracies alone say nothing (e.g. all zero).
+        Fractions in [0, 1]: ``"val"``, the accuracy of the boat decision on
+        ``in_distribution``; ``"boat without water"``, the share of boat images called boat;
+        ``"water without boat"``, the share of boat-free images not called boat;
+        ``"overall"``, the mean of the two (as the paper's Table 7); ``"p(boat), boats"`` and
+        ``"p(boat), water"``, the mean boat probability on each, which shows how far a model
+        is from the threshold when the accuracies say nothing; ``"AUC"``, how well the boat
+        logit separates boats without water from water without boats with no threshold at
+        all (0.5: not at all; 0: every water image above every boat); and the two
+        counterfactual accuracies at the threshold that maximises balanced accuracy on
+        ``in_distribution`` (``"... val threshold"``,
+        :func:`gainlib.metrics.balanced_threshold`).
     """
+    from gainlib.metrics import balanced_threshold, binary_auroc
+
     val_logits, val_present = class_scores(model, in_distribution, boat)
     logits, present = class_scores(model, biased_boat, boat)
     if not present.any() or present.all():
@@ -196,11 +202,15 @@ def biased_boat_accuracy(model: nn.Module, in_distribution: Dataset, biased_boat
     boat_found = float(said_boat[present].float().mean())
     water_rejected = float((~said_boat[~present]).float().mean())
     probability = torch.sigmoid(logits)
+    calibrated = logits > balanced_threshold(val_logits, val_present)
     return {"val": float(((val_logits > 0) == val_present).float().mean()),
             "boat without water": boat_found, "water without boat": water_rejected,
             "overall": (boat_found + water_rejected) / 2,
             "p(boat), boats": float(probability[present].mean()),
-            "p(boat), water": float(probability[~present].mean())}
+            "p(boat), water": float(probability[~present].mean()),
+            "AUC": float(binary_auroc(logits, present)),
+            "boat w/o water, val threshold": float(calibrated[present].float().mean()),
+            "water w/o boat, val threshold": float((~calibrated[~present]).float().mean())}
 
 
 def orientation_scores(model: nn.Module, dataset: Dataset, batch_size: int = 64) -> dict[str, float]:

@@ -45,6 +45,7 @@ __all__ = [
     "mean_average_precision",
     "ConfusionMatrix",
     "binary_auroc",
+    "balanced_threshold",
     "attention_mass",
     "deletion_insertion",
 ]
@@ -439,6 +440,30 @@ def binary_auroc(scores: Tensor, targets: Tensor) -> Tensor:
     auc = ((y * ranks).sum(0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)  # NaN if either is 0
     auc = auc.to(torch.get_default_dtype())
     return auc[0] if single else auc
+
+
+def balanced_threshold(scores: Tensor, targets: Tensor) -> float:
+    """The decision threshold that maximises balanced accuracy, ``(TPR + TNR) / 2``, on these
+    scores: calibrate it on a validation split, then apply ``scores > threshold`` to a test
+    split (a threshold chosen on the test split would flatter any model).
+
+    Candidates are the midpoints between consecutive distinct scores (and one below the
+    lowest and one above the highest); the first best one is returned.
+
+    >>> round(balanced_threshold(torch.tensor([0.1, 0.2, 0.6, 0.8]), torch.tensor([0, 0, 1, 1])), 3)
+    0.4
+    """
+    scores, targets = scores.detach().flatten().double(), _as_bool(targets.flatten())
+    if scores.numel() != targets.numel():
+        raise ValueError(f"{scores.numel()} scores for {targets.numel()} targets")
+    if not (targets.any() and (~targets).any()):
+        raise ValueError("balanced_threshold needs positive and negative samples")
+    values = torch.unique(scores)                       # sorted
+    candidates = torch.cat([values[:1] - 1, (values[1:] + values[:-1]) / 2, values[-1:] + 1])
+    above = scores[None, :] > candidates[:, None]       # [T, N]
+    tpr = (above & targets).sum(1).double() / targets.sum()
+    tnr = (~above & ~targets).sum(1).double() / (~targets).sum()
+    return float(candidates[int(torch.argmax(tpr + tnr))])
 
 
 def attention_mass(

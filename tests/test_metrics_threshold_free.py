@@ -193,3 +193,25 @@ def test_deletion_insertion_errors():
         deletion_insertion(_linear_model, _IMAGE, _MAP, torch.tensor([0]), order="top")
     with pytest.raises(ValueError, match="one label index per image"):
         deletion_insertion(_linear_model, _IMAGE, _MAP, torch.tensor([0, 1]))
+
+
+def test_balanced_threshold_maximises_balanced_accuracy_like_a_brute_force_search():
+    from gainlib.metrics import balanced_threshold
+
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        scores = torch.randn(40, generator=generator)
+        targets = (torch.rand(40, generator=generator) < 0.3) | (scores > 1.0)
+        if targets.all() or not targets.any():
+            continue
+        best = balanced_threshold(scores, targets)
+
+        def balanced(t: float) -> float:
+            said = scores > t
+            return float((said & targets).sum() / targets.sum()
+                         + (~said & ~targets).sum() / (~targets).sum()) / 2
+
+        grid = torch.linspace(float(scores.min()) - 1, float(scores.max()) + 1, 2001)
+        assert balanced(best) >= max(balanced(float(t)) for t in grid) - 1e-12
+    with pytest.raises(ValueError, match="positive and negative"):
+        balanced_threshold(torch.tensor([0.2, 0.3]), torch.tensor([1, 1]))
