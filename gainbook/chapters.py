@@ -16,12 +16,13 @@ import torch
 from torch import Tensor, nn
 
 from gainbook.profiles import BookProfile, book_profile
+from gainbook.cache import Trained
 from gainbook.runs import RunSpec, load_split, train_runs
 from gainlib.trainer import Mode, evaluate
 
 __all__ = ["Method", "CLASSIFIER", "CONTINUED", "GAIN", "ORACLE", "extra_supervision", "setup",
            "positive_control",
-           "train_methods", "map_records", "Shown", "one_class_images"]
+           "method_runs", "train_methods", "map_records", "Shown", "one_class_images"]
 
 ExtraKind = Literal["p", "b", "b,p"]
 
@@ -103,26 +104,34 @@ def setup(profile: str, **overrides: Any) -> BookProfile:
     return settings
 
 
-def train_methods(settings: BookProfile, methods: Sequence[Method], *, device: str = "cpu",
-                  log: bool = True) -> dict[Method, dict[int, nn.Module]]:
-    """The trained model of every method and seed, ``{method: {seed: model}}``; runs not in
-    the cache train first, side by side. With ``log``, one line per method: how many runs were
+def method_runs(settings: BookProfile, methods: Sequence[Method], *, device: str = "cpu",
+                log: bool = True) -> dict[Method, dict[int, Trained]]:
+    """The trained run of every method and seed, ``{method: {seed: run}}``; runs not in the
+    cache train first, side by side. With ``log``, one line per method: how many runs were
     trained now, and the last epoch's validation mAP of each seed."""
     specs = [(method, seed, method.spec(settings, seed)) for method in methods
              for seed in settings.seeds]
-    runs = train_runs([spec for _, _, spec in specs], device=device)
-    models: dict[Method, dict[int, nn.Module]] = {method: {} for method in methods}
-    for (method, seed, _), run in zip(specs, runs):
-        models[method][seed] = run.model
+    trained = train_runs([spec for _, _, spec in specs], device=device)
+    runs: dict[Method, dict[int, Trained]] = {method: {} for method in methods}
+    for (method, seed, _), run in zip(specs, trained):
+        runs[method][seed] = run
     if log:
-        for method in methods:
-            mine = [run for (m, _, _), run in zip(specs, runs) if m == method]
-            trained = sum(not run.cached for run in mine)
+        for method, by_seed in runs.items():
+            fresh = sum(not run.cached for run in by_seed.values())
             final = ", ".join(f"{run.history[-1].get('val_map', float('nan')):.3f}"
-                              for run in mine)
-            print(f"{method.label}: {trained} of {len(mine)} runs trained now; "
+                              for run in by_seed.values())
+            print(f"{method.label}: {fresh} of {len(by_seed)} runs trained now; "
                   f"val mAP after the last epoch {final}")
-    return models
+    return runs
+
+
+def train_methods(settings: BookProfile, methods: Sequence[Method], *, device: str = "cpu",
+                  log: bool = True) -> dict[Method, dict[int, nn.Module]]:
+    """The trained model of every method and seed, ``{method: {seed: model}}``
+    (:func:`method_runs`)."""
+    runs = method_runs(settings, methods, device=device, log=log)
+    return {method: {seed: run.model for seed, run in by_seed.items()}
+            for method, by_seed in runs.items()}
 
 
 def map_records(models: Mapping[Any, Mapping[int, nn.Module]], settings: BookProfile,
