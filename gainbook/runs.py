@@ -55,6 +55,9 @@ class DataSpec:
             oracle's data).
         seed: the data seed (fixed across model seeds: the benchmark is one data set).
         voc_root: the prepared VOC tree (``data_scripts/get_voc.py``).
+        design: synthetic scenes only: their layout and palettes, a name in
+            :data:`gainlib.data.render_scenes.SCENE_DESIGNS` (``"v1"``, ``"v2"``) or a
+            :class:`~gainlib.data.render_scenes.SceneDesign`.
     """
 
     dataset: Literal["synthetic", "camera", "workpiece", "decoy", "voc"] = "synthetic"
@@ -65,6 +68,7 @@ class DataSpec:
     shortcut_strength: float = 0.95
     seed: int = 0
     voc_root: str | None = None
+    design: Any = "v1"      # str | SceneDesign (imported lazily, as the data modules are)
 
     @property
     def num_classes(self) -> int:
@@ -140,7 +144,7 @@ def load_split(data: DataSpec, split: str) -> Dataset:
 
         n = data.n_train if split == "train" else data.n_eval
         return SyntheticScenes(split, n, image_size=data.image_size, seed=data.seed,
-                               context_bias=data.context_bias)
+                               context_bias=data.context_bias, design=data.design)
     if data.dataset in ("camera", "workpiece"):
         from gainlib.data import SyntheticOrientation
 

@@ -23,7 +23,8 @@ from gainlib.data import (
     uniform_saliency,
     validate_sample,
 )
-from gainlib.data.render_scenes import CLASSES
+from gainlib.data.render_scenes import (CLASSES, NEUTRAL_GREY, SCENE_DESIGNS, SceneDesign, plan_scene,
+                                        scene_design)
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +146,99 @@ def test_context_bias_parameter_is_respected():
         SyntheticScenes("train", 1, context_bias=1.5)
     with pytest.raises(KeyError, match="unknown scenes split"):
         SyntheticScenes("test", 1)
+
+
+# sha256 of SyntheticScenes train and biased_boat (24 images each, 48 px, seed 0, no prior):
+# images, masks, part masks and context maps, as rendered before SceneDesign existed.
+V1_DIGEST = "969c3f999c11a48bc4907cec661daf1f9aff974dfbc66206114225c6c2157476"
+
+
+def test_the_v1_design_renders_the_published_scenes_byte_for_byte():
+    h = hashlib.sha256()
+    for split in ("train", "biased_boat"):
+        d = SyntheticScenes(split, 24, image_size=48, saliency=None)
+        for array in (d.images, d.masks, d.part_masks, d.context_maps):
+            h.update(np.ascontiguousarray(array).tobytes())
+    assert h.hexdigest() == V1_DIGEST
+    default = SyntheticScenes("val", 3, image_size=48, saliency=None)
+    assert default.design == SCENE_DESIGNS["v1"] == SceneDesign()
+    assert default.mean == (0.485, 0.456, 0.406)           # ImageNet's, as before
+
+
+@pytest.fixture(scope="module")
+def designs():
+    """The train split of each design, 48 px, same seed."""
+    return {name: SyntheticScenes("train", 400, image_size=48, design=name, saliency=None)
+            for name in SCENE_DESIGNS}
+
+
+def test_v2_objects_and_parts_are_larger_and_context_comparable_in_size(designs):
+    v1, v2 = designs["v1"].statistics(), designs["v2"].statistics()
+    for name in CLASSES:
+        a, b = v1["classes"][name], v2["classes"][name]
+        assert b["object_fraction"] > 1.6 * a["object_fraction"], name
+        assert b["part_fraction"] > a["part_fraction"], name       # part_scale enlarges the part only
+        assert b["context_per_object"] < 0.6 * a["context_per_object"], name
+        assert b["context_per_object"] < 3.5, name                  # context ~ 2-3 times the object
+    boat = designs["v2"].classes.index("boat")
+    flag_px = (designs["v2"].part_masks & (designs["v2"].masks == boat + 1)).sum(axis=(1, 2))
+    assert np.median(flag_px[flag_px > 0]) >= 12                    # v1's flag: about 6 px at 48 px
+
+
+@pytest.mark.parametrize("context_bias", [0.98, 0.5])
+def test_v2_decoys_stand_on_context_as_often_as_objects(context_bias):
+    # v1's decoys always stood on plain ground: a flagless boat on ground was a common negative
+    # that duplicated the "boat without water" counterfactual; v2's stand where objects do.
+    def decoys(design: str, kind: str) -> list:
+        rng = np.random.default_rng(5)
+        plans = [plan_scene(rng, kind, context_bias, i, SCENE_DESIGNS[design]) for i in range(3000)]
+        return [slot for plan in plans for slot in plan.slots if slot is not None and slot.kind == "decoy"]
+
+    v1, v2 = decoys("v1", "biased"), decoys("v2", "biased")
+    assert not any(slot.on_context for slot in v1)
+    assert len(v2) / 3000 == pytest.approx(SCENE_DESIGNS["v2"].decoy_rate, abs=0.03)
+    assert np.mean([slot.on_context for slot in v2]) == pytest.approx(context_bias, abs=0.05)
+    for kind in ("no_context", "context_only", "biased_boat"):     # counterfactuals stay so
+        assert not any(slot.on_context for slot in decoys("v2", kind))
+
+
+def test_v2_erased_value_is_a_grey_that_no_palette_uses(designs):
+    v1, v2 = designs["v1"], designs["v2"]
+    assert v2.mean == NEUTRAL_GREY and v2.std == SCENE_DESIGNS["v2"].std
+    assert v1.statistics()["near_erased_value"] > 0.05       # ImageNet's mean lies in v1's ground
+    assert v2.statistics()["near_erased_value"] < 0.001
+    sample = v2[0]["image"]                                   # normalised with the design's own mean
+    expected = (torch.from_numpy(v2.images[0]).permute(2, 0, 1).float() / 255 - 0.5) / 0.25
+    assert torch.allclose(sample, expected, atol=1e-5)
+    explicit = SyntheticScenes("val", 2, image_size=48, design="v2", saliency=None, mean=(0.1, 0.2, 0.3),
+                               std=(1.0, 1.0, 1.0))
+    assert explicit.mean == (0.1, 0.2, 0.3)                   # an explicit normalisation wins
+
+
+def test_v2_counterfactual_splits_stay_counterfactual():
+    boat, water = CLASSES.index("boat"), 1 + CLASSES.index("boat")
+    biased_boat = SyntheticScenes("biased_boat", 60, image_size=48, design="v2", saliency=None)
+    has_boat = biased_boat.labels[:, boat] == 1
+    has_water = (biased_boat.context_maps == water).any(axis=(1, 2))
+    assert has_boat.sum() == 30 and not (has_boat & has_water).any() and (has_boat | has_water).all()
+    no_context = SyntheticScenes("no_context", 60, image_size=48, design="v2", saliency=None)
+    assert not no_context.context_maps.any() and no_context.labels.sum(1).min() >= 1
+
+
+def test_scene_designs_are_checked():
+    with pytest.raises(KeyError, match="unknown scene design"):
+        scene_design("v9")
+    with pytest.raises(ValueError, match="object_scale"):
+        SceneDesign(object_scale=(0.3, 0.6))
+    with pytest.raises(ValueError, match="part_scale"):
+        SceneDesign(part_scale=3.0)
+    with pytest.raises(ValueError, match="decoy_rate"):
+        SceneDesign(decoy_rate=1.5)
+    with pytest.raises(ValueError, match="both mean and std"):
+        SceneDesign(mean=(0.5, 0.5, 0.5))
+    assert SCENE_DESIGNS["v1"].changes() == {}
+    assert set(SCENE_DESIGNS["v2"].changes()) == {"object_scale", "part_scale", "decoy_rate",
+                                                  "decoys_on_context", "grey_free", "mean", "std"}
 
 
 def test_orientation_classes_are_balanced_and_marked_by_the_critical_area(camera):

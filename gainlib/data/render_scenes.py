@@ -8,11 +8,19 @@ distractors. :func:`plan_scene` decides the layout (this is where the context bi
 :func:`render_scene` draws it. Paper link: the part/body split reproduces the "small and most
 discriminative regions" that plain classification attention covers (Li et al., Sec. 3.1);
 the context patches reproduce the boat/water bias of Sec. 5.1 and Table 7.
+
+A :class:`SceneDesign` holds the knobs of the layout and the palettes; :data:`SCENE_DESIGNS`
+names two: ``"v1"`` (the defaults: the benchmark as first published, byte for byte) and
+``"v2"``, redesigned so that the Biased Boat claim can succeed or fail: objects and parts large
+enough to be learnt without their context, decoys that stand on contexts as often as objects
+do, and palettes that keep clear of the neutral grey that erased pixels take under the
+design's own normalisation (:attr:`SceneDesign.mean`). ``book/datasets.md`` gives the measured
+effect of each change.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Callable, Literal
 
 import numpy as np
@@ -27,8 +35,77 @@ MAX_OBJECTS = 3           # at most 3 of the 4 slots hold objects
 DECOY_RATE = 0.5          # P(one decoy body in a free slot)
 DISTRACTORS = (1, 3)      # min, max number of small random shapes
 OBJECT_SCALE = (0.2, 0.38)  # object half-width / slot side; small objects make context tempting, as in VOC
+NEUTRAL_GREY = (0.5, 0.5, 0.5)  # the erased value of a "v2" scene (its mean): no palette of "v2" is near it
 
 SplitKind = Literal["biased", "no_context", "context_only", "biased_boat"]
+
+
+@dataclass(frozen=True)
+class SceneDesign:
+    """The knobs of the scenes' layout and palettes (defaults: ``"v1"``, the published benchmark).
+
+    Attributes:
+        object_scale: range of an object's half-width as a share of its slot's side.
+        part_scale: size of each discriminative part (flag, wheels, beak and eye, face) relative
+            to v1's, scaled about where the part meets the body; the body is unchanged.
+        decoy_rate: P(an image holds a decoy: a class's body without its part, labelled background).
+        decoys_on_context: in the biased splits a decoy stands on its class's context with
+            probability ``context_bias``, as an object does (v1: always on plain ground, so a
+            flagless boat body on ground was a common negative that duplicated the "boat without
+            water" counterfactual).
+        grey_free: palettes that keep away from :data:`NEUTRAL_GREY`: a more saturated ground
+            and a darker road (v1's ground could be almost grey).
+        mean, std: the images' normalisation (:func:`gainlib.data.build_sample`); erased pixels of
+            the masked image (Eq. 3) take the ``mean`` colour. ``None``: ImageNet's, whose mean,
+            HSV ~ (0.10, 0.16, 0.49), lies inside v1's ground palette.
+    """
+
+    object_scale: tuple[float, float] = OBJECT_SCALE
+    part_scale: float = 1.0
+    decoy_rate: float = DECOY_RATE
+    decoys_on_context: bool = False
+    grey_free: bool = False
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        low, high = self.object_scale
+        if not 0.05 <= low <= high <= 0.5:
+            raise ValueError(f"object_scale must satisfy 0.05 <= low <= high <= 0.5 (an object stays in "
+                             f"its slot), got {self.object_scale}")
+        if not 0.5 <= self.part_scale <= 2.0:
+            raise ValueError(f"part_scale must be in [0.5, 2], got {self.part_scale}")
+        if not 0.0 <= self.decoy_rate <= 1.0:
+            raise ValueError(f"decoy_rate must be a probability, got {self.decoy_rate}")
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("give both mean and std, or neither (ImageNet's)")
+        if self.std is not None and min(self.std) <= 0:
+            raise ValueError(f"std must be positive, got {self.std}")
+
+    def changes(self) -> dict[str, object]:
+        """The fields that differ from v1's, ``{name: value}``."""
+        v1 = SceneDesign()
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) != getattr(v1, f.name)}
+
+
+SCENE_DESIGNS: dict[str, SceneDesign] = {
+    "v1": SceneDesign(),
+    # Measured in benchmarks/preconditions.py; each change and what it did: book/datasets.md.
+    "v2": SceneDesign(object_scale=(0.34, 0.46), part_scale=1.4, decoy_rate=0.15,
+                      decoys_on_context=True, grey_free=True,
+                      mean=NEUTRAL_GREY, std=(0.25, 0.25, 0.25)),
+}
+
+
+def scene_design(design: "str | SceneDesign") -> SceneDesign:
+    """``design`` itself, or the :data:`SCENE_DESIGNS` entry of that name."""
+    if isinstance(design, SceneDesign):
+        return design
+    if design not in SCENE_DESIGNS:
+        raise KeyError(f"unknown scene design {design!r}; choose from {sorted(SCENE_DESIGNS)} "
+                       "or pass a SceneDesign")
+    return SCENE_DESIGNS[design]
 
 
 @dataclass
@@ -56,7 +133,8 @@ class RenderedScene:
 
 # --- planning: where the bias lives -----------------------------------------------------------
 
-def plan_scene(rng: np.random.Generator, kind: SplitKind, context_bias: float, index: int = 0) -> ScenePlan:
+def plan_scene(rng: np.random.Generator, kind: SplitKind, context_bias: float, index: int = 0,
+               design: SceneDesign = SCENE_DESIGNS["v1"]) -> ScenePlan:
     """Decide what each slot holds.
 
     ``biased``: each class is present with probability ``OBJECT_RATE``; a present object sits
@@ -67,6 +145,11 @@ def plan_scene(rng: np.random.Generator, kind: SplitKind, context_bias: float, i
     usual context). ``context_only``: 1-2 orphan patches, no objects (context without the
     object). ``biased_boat``: even ``index``: a boat without water, odd: water without a boat
     (the Biased Boat test of Table 7, 50 images of each).
+
+    Any split may add one decoy (probability ``design.decoy_rate``) in a free slot; with
+    ``design.decoys_on_context`` a decoy of the ``biased`` splits stands on its class's context
+    with probability ``context_bias``, like an object (the counterfactual splits keep theirs on
+    plain ground, so they stay counterfactual).
     """
     n_classes = len(CLASSES)
     plan = ScenePlan()
@@ -106,19 +189,24 @@ def plan_scene(rng: np.random.Generator, kind: SplitKind, context_bias: float, i
             put(SlotContent("orphan_context", boat))
     else:
         raise ValueError(f"unknown split kind {kind!r}")
-    if rng.random() < DECOY_RATE:
-        put(SlotContent("decoy", int(rng.integers(n_classes))))
+    if rng.random() < design.decoy_rate:
+        cls = int(rng.integers(n_classes))
+        # v1 draws nothing more here, so its scenes stay byte for byte what they were.
+        on_context = kind == "biased" and design.decoys_on_context and bool(rng.random() < context_bias)
+        put(SlotContent("decoy", cls, on_context=on_context))
     return plan
 
 
 # --- textures ---------------------------------------------------------------------------------
 
-def _ground(rng, xx, yy, s):
-    base = d.hsv(rng.uniform(0.04, 0.16), rng.uniform(0.05, 0.35), rng.uniform(0.45, 0.8))
+def _ground(rng, xx, yy, s, grey_free=False):
+    # grey_free: saturation and value kept off the neutral grey that erased pixels take
+    saturation, value = ((0.3, 0.55), (0.62, 0.85)) if grey_free else ((0.05, 0.35), (0.45, 0.8))
+    base = d.hsv(rng.uniform(0.04, 0.16), rng.uniform(*saturation), rng.uniform(*value))
     return base + d.noise(rng, xx.shape, 0.025)
 
 
-def _water(rng, xx, yy, s):
+def _water(rng, xx, yy, s, grey_free=False):
     base = d.hsv(rng.uniform(0.54, 0.62), rng.uniform(0.55, 0.85), rng.uniform(0.5, 0.75))
     wavelength = s * rng.uniform(4.0, 7.0)
     phase = rng.uniform(0, 2 * np.pi)
@@ -126,15 +214,15 @@ def _water(rng, xx, yy, s):
     return base + 0.09 * (waves > 0.6)[..., None] + d.noise(rng, xx.shape, 0.02)
 
 
-def _road(rng, xx, yy, s):
-    base = d.hsv(0.0, 0.0, rng.uniform(0.22, 0.38))
+def _road(rng, xx, yy, s, grey_free=False):
+    base = d.hsv(0.0, 0.0, rng.uniform(*((0.15, 0.3) if grey_free else (0.22, 0.38))))
     period = s * rng.uniform(10.0, 14.0)
     lane = (np.abs(((yy / period + rng.random()) % 1.0) - 0.5) * period < 0.8 * s)
     dash = ((xx / (5.0 * s) + rng.random()) % 1.0) < 0.55
     return base + 0.55 * (lane & dash)[..., None] + d.noise(rng, xx.shape, 0.02)
 
 
-def _sky(rng, xx, yy, s):
+def _sky(rng, xx, yy, s, grey_free=False):
     base = d.hsv(rng.uniform(0.55, 0.6), rng.uniform(0.25, 0.5), rng.uniform(0.85, 0.98))
     image = np.broadcast_to(base, (*xx.shape, 3)).copy()
     for _ in range(int(rng.integers(2, 5))):
@@ -144,7 +232,7 @@ def _sky(rng, xx, yy, s):
     return image
 
 
-def _grass(rng, xx, yy, s):
+def _grass(rng, xx, yy, s, grey_free=False):
     base = d.hsv(rng.uniform(0.24, 0.34), rng.uniform(0.5, 0.8), rng.uniform(0.35, 0.6))
     return base + d.noise(rng, xx.shape, 0.07)
 
@@ -154,7 +242,16 @@ CONTEXT_TEXTURES: tuple[Callable, ...] = (_water, _road, _sky, _grass)
 
 # --- objects: each returns (body, part) boolean masks after painting --------------------------
 
-def _boat(canvas, u, v, rng, decoy):
+def _grown(u, v, anchor, scale):
+    """Local coordinates in which a shape drawn as usual comes out ``scale`` times larger about
+    ``anchor`` (how ``part_scale`` enlarges a part where it meets the body)."""
+    if scale == 1.0:
+        return u, v
+    ax, ay = anchor
+    return ax + (u - ax) * (1.0 / scale), ay + (v - ay) * (1.0 / scale)
+
+
+def _boat(canvas, u, v, rng, decoy, part_scale=1.0):
     hull = d.polygon(u, v, [(-1.0, 0.2), (1.0, 0.2), (0.65, 0.7), (-0.65, 0.7)])
     mast = d.rectangle(u, v, -0.07, -0.95, 0.07, 0.2)
     sail = d.polygon(u, v, [(0.12, -0.85), (0.12, 0.12), (0.85, 0.12)])
@@ -164,12 +261,13 @@ def _boat(canvas, u, v, rng, decoy):
     body = hull | mast | sail
     if decoy:
         return body, np.zeros_like(body)
-    flag = d.polygon(u, v, [(-0.07, -1.1), (-0.07, -0.7), (-0.7, -0.9)])
+    pu, pv = _grown(u, v, (-0.07, -0.9), part_scale)
+    flag = d.polygon(pu, pv, [(-0.07, -1.1), (-0.07, -0.7), (-0.7, -0.9)])
     d.paint(canvas, flag, d.jitter(rng, (0.95, 0.1, 0.1)))
     return body & ~flag, flag
 
 
-def _car(canvas, u, v, rng, decoy):
+def _car(canvas, u, v, rng, decoy, part_scale=1.0):
     chassis = d.superellipse(u, v, 0.0, 0.2, 1.0, 0.3, power=4)
     cabin = d.polygon(u, v, [(-0.55, 0.0), (0.45, 0.0), (0.3, -0.45), (-0.4, -0.45)])
     window = d.polygon(u, v, [(-0.42, -0.05), (0.32, -0.05), (0.22, -0.36), (-0.32, -0.36)])
@@ -179,14 +277,14 @@ def _car(canvas, u, v, rng, decoy):
     body = chassis | cabin
     if decoy:
         return body, np.zeros_like(body)
-    wheels = d.disk(u, v, -0.55, 0.48, 0.21) | d.disk(u, v, 0.55, 0.48, 0.21)
-    hubs = d.disk(u, v, -0.55, 0.48, 0.09) | d.disk(u, v, 0.55, 0.48, 0.09)
+    wheels = d.disk(u, v, -0.55, 0.48, 0.21 * part_scale) | d.disk(u, v, 0.55, 0.48, 0.21 * part_scale)
+    hubs = d.disk(u, v, -0.55, 0.48, 0.09 * part_scale) | d.disk(u, v, 0.55, 0.48, 0.09 * part_scale)
     d.paint(canvas, wheels, d.jitter(rng, (0.05, 0.05, 0.05), 0.03))
     d.paint(canvas, hubs, d.jitter(rng, (0.85, 0.85, 0.85), 0.05))
     return body & ~wheels, wheels
 
 
-def _bird(canvas, u, v, rng, decoy):
+def _bird(canvas, u, v, rng, decoy, part_scale=1.0):
     torso = d.ellipse(u, v, -0.05, 0.1, 0.72, 0.4)
     tail = d.polygon(u, v, [(-0.6, 0.05), (-1.05, -0.22), (-1.05, 0.3)])
     head = d.disk(u, v, 0.62, -0.3, 0.3)
@@ -197,15 +295,16 @@ def _bird(canvas, u, v, rng, decoy):
     body = torso | tail | head
     if decoy:
         return body, np.zeros_like(body)
-    beak = d.polygon(u, v, [(0.85, -0.45), (0.85, -0.17), (1.35, -0.31)])
-    eye = d.disk(u, v, 0.68, -0.38, 0.1)
+    pu, pv = _grown(u, v, (0.62, -0.3), part_scale)       # about the head's centre
+    beak = d.polygon(pu, pv, [(0.85, -0.45), (0.85, -0.17), (1.35, -0.31)])
+    eye = d.disk(pu, pv, 0.68, -0.38, 0.1)
     d.paint(canvas, beak, d.jitter(rng, (1.0, 0.6, 0.05)))
     d.paint(canvas, eye, d.jitter(rng, (0.02, 0.02, 0.02), 0.02))
     part = beak | eye
     return body & ~part, part
 
 
-def _cow(canvas, u, v, rng, decoy):
+def _cow(canvas, u, v, rng, decoy, part_scale=1.0):
     torso = d.superellipse(u, v, -0.2, -0.05, 0.72, 0.32, power=4)
     legs = np.zeros_like(torso)
     for x in (-0.78, -0.52, 0.12, 0.38):
@@ -217,10 +316,11 @@ def _cow(canvas, u, v, rng, decoy):
     body = torso | legs
     if decoy:
         return body, np.zeros_like(body)
-    face = d.superellipse(u, v, 0.72, -0.32, 0.22, 0.26, power=3)
-    horns = (d.polygon(u, v, [(0.55, -0.5), (0.68, -0.52), (0.52, -0.78)])
-             | d.polygon(u, v, [(0.76, -0.52), (0.89, -0.5), (0.92, -0.78)]))
-    nose = d.ellipse(u, v, 0.72, -0.14, 0.15, 0.09)
+    pu, pv = _grown(u, v, (0.55, -0.25), part_scale)      # about where the head meets the torso
+    face = d.superellipse(pu, pv, 0.72, -0.32, 0.22, 0.26, power=3)
+    horns = (d.polygon(pu, pv, [(0.55, -0.5), (0.68, -0.52), (0.52, -0.78)])
+             | d.polygon(pu, pv, [(0.76, -0.52), (0.89, -0.5), (0.92, -0.78)]))
+    nose = d.ellipse(pu, pv, 0.72, -0.14, 0.15, 0.09)
     d.paint(canvas, face, d.jitter(rng, (0.95, 0.93, 0.88), 0.04))
     d.paint(canvas, horns, d.jitter(rng, (0.25, 0.2, 0.15), 0.04))
     d.paint(canvas, nose, d.jitter(rng, (0.95, 0.6, 0.65), 0.04))
@@ -250,12 +350,14 @@ def _distractor(canvas, xx, yy, rng, s):
 
 # --- rendering --------------------------------------------------------------------------------
 
-def render_scene(rng: np.random.Generator, plan: ScenePlan, size: int) -> RenderedScene:
-    """Draw ``plan`` at ``size x size`` pixels; geometry is relative, so sizes 64-128 look alike."""
+def render_scene(rng: np.random.Generator, plan: ScenePlan, size: int,
+                 design: SceneDesign = SCENE_DESIGNS["v1"]) -> RenderedScene:
+    """Draw ``plan`` at ``size x size`` pixels with ``design``'s object sizes and palettes;
+    geometry is relative, so sizes 48-128 look alike."""
     xx, yy = d.pixel_centres(size)
     s = size / 64.0                       # texture scale: features keep their relative size
     slot = size / 2.0
-    canvas = _ground(rng, xx, yy, s)
+    canvas = _ground(rng, xx, yy, s, design.grey_free)
     context_map = np.zeros((size, size), np.uint8)
     frames: dict[int, d.Frame] = {}
     for i, content in enumerate(plan.slots):
@@ -268,11 +370,11 @@ def render_scene(rng: np.random.Generator, plan: ScenePlan, size: int) -> Render
             wx, wy = xx[rows, cols], yy[rows, cols]
             patch = d.superellipse(wx, wy, cx, cy, slot * rng.uniform(0.44, 0.5),
                                    slot * rng.uniform(0.4, 0.5), power=rng.uniform(2.0, 5.0))
-            texture = CONTEXT_TEXTURES[content.cls](rng, wx, wy, s)
+            texture = CONTEXT_TEXTURES[content.cls](rng, wx, wy, s, design.grey_free)
             canvas[rows, cols][patch] = texture[patch]
             context_map[rows, cols][patch] = content.cls + 1
         if content.kind != "orphan_context":
-            frames[i] = d.Frame(cx, cy, scale=slot * rng.uniform(*OBJECT_SCALE),
+            frames[i] = d.Frame(cx, cy, scale=slot * rng.uniform(*design.object_scale),
                                 angle=rng.uniform(-0.15, 0.15), mirror=bool(rng.random() < 0.5))
     for _ in range(int(rng.integers(DISTRACTORS[0], DISTRACTORS[1] + 1))):
         _distractor(canvas, xx, yy, rng, s)
@@ -284,10 +386,12 @@ def render_scene(rng: np.random.Generator, plan: ScenePlan, size: int) -> Render
     objects: list[int] = []
     for i, frame in sorted(frames.items(), key=lambda item: plan.slots[item[0]].kind != "decoy"):
         content = plan.slots[i]
-        rows, cols = d.window(frame.cx, frame.cy, 0.62 * slot, size)
+        # Every shape lies within 1.75 local units of the centre (v1's within 0.62 slot).
+        rows, cols = d.window(frame.cx, frame.cy, max(0.62 * slot, 1.75 * frame.scale), size)
         u, v = frame.local(xx[rows, cols], yy[rows, cols])
         decoy = content.kind == "decoy"
-        body, part = OBJECT_DRAWERS[content.cls](canvas[rows, cols], u, v, rng, decoy)
+        body, part = OBJECT_DRAWERS[content.cls](canvas[rows, cols], u, v, rng, decoy,
+                                                 part_scale=design.part_scale)
         drawn = body | part
         part_mask[rows, cols][drawn] = part[drawn]
         if decoy:

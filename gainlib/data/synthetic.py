@@ -37,7 +37,8 @@ from torch.utils.data import Dataset
 
 from gainlib.data.protocol import IMAGENET_MEAN, IMAGENET_STD
 from gainlib.data.render_orientation import ORIENTATION_CLASSES, Variant, render_orientation
-from gainlib.data.render_scenes import CLASSES, CONTEXTS, SplitKind, plan_scene, render_scene
+from gainlib.data.render_scenes import (CLASSES, CONTEXTS, SceneDesign, SplitKind, plan_scene,
+                                        render_scene, scene_design)
 from gainlib.data.saliency import SaliencyPrior, spectral_residual_saliency
 from gainlib.data.sample import Transform, build_sample
 
@@ -146,6 +147,11 @@ class SyntheticScenes(_SyntheticBase):
         seed: master seed; see the module docstring.
         saliency: prior S for L_bbox, computed once per image (``None``: no ``saliency`` key).
         transforms: optional torchvision v2 joint transform (see :func:`build_sample`).
+        design: the layout and palettes, a :class:`~gainlib.data.render_scenes.SceneDesign` or
+            the name of one in :data:`~gainlib.data.render_scenes.SCENE_DESIGNS` (``"v1"``, the
+            published benchmark; ``"v2"``, objects learnable without their context).
+        mean, std: the normalisation (``None``: the design's, else ImageNet's). Erased pixels
+            of Eq. 3 take the ``mean`` colour.
 
     Besides the protocol samples, the rendered arrays are public for analysis: ``images``,
     ``masks``, ``part_masks`` (the discriminative parts), ``context_maps`` (0 ground, k + 1
@@ -158,20 +164,22 @@ class SyntheticScenes(_SyntheticBase):
     def __init__(self, split: str = "train", n: int | None = None, *, image_size: int = 64,
                  context_bias: float = 0.98, seed: int = 0,
                  saliency: SaliencyPrior | None = spectral_residual_saliency,
-                 transforms: Transform | None = None,
-                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
+                 transforms: Transform | None = None, design: str | SceneDesign = "v1",
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> None:
         if split not in SCENE_SPLITS:
             raise KeyError(f"unknown scenes split {split!r}; choose from {sorted(SCENE_SPLITS)}")
         if not 0.0 <= context_bias <= 1.0:
             raise ValueError(f"context_bias must be a probability, got {context_bias}")
         kind, fixed_bias, default_n = SCENE_SPLITS[split]
+        self.design = scene_design(design)
         self.split, self.image_size, self.seed = split, image_size, seed
         self.context_bias = context_bias if fixed_bias is None else fixed_bias
         count = default_n if n is None else n
         rendered = []
         for i in range(count):
             rng = _sample_rng(seed, "scenes", split, i)
-            rendered.append(render_scene(rng, plan_scene(rng, kind, self.context_bias, i), image_size))
+            plan = plan_scene(rng, kind, self.context_bias, i, self.design)
+            rendered.append(render_scene(rng, plan, image_size, self.design))
         size = (count, image_size, image_size)
         self.images = np.stack([r.image for r in rendered]) if rendered else np.zeros((*size, 3), np.uint8)
         self.masks = np.stack([r.mask for r in rendered]) if rendered else np.zeros(size, np.uint8)
@@ -182,7 +190,8 @@ class SyntheticScenes(_SyntheticBase):
         self.box_labels = [r.box_labels for r in rendered]
         self.ids = [f"scenes-{split}-{i:06d}" for i in range(count)]
         self.saliency = _saliency_maps(self.images, saliency)
-        super().__init__(transforms, mean, std)
+        super().__init__(transforms, _or(mean, self.design.mean, IMAGENET_MEAN),
+                         _or(std, self.design.std, IMAGENET_STD))
 
     def statistics(self) -> dict[str, Any]:
         """Bias statistics measured on the rendered pixels (not on the generator's plan).
@@ -190,8 +199,11 @@ class SyntheticScenes(_SyntheticBase):
         Per class: ``images`` with the class, ``p_context_given_object`` (its context patch
         is somewhere in the image), ``p_context_given_no_object``, ``p_on_context`` (the
         object's 2-pixel surround is mostly its context), ``part_fraction`` (part pixels /
-        object pixels) and ``object_fraction`` (object pixels / image pixels, over images
-        with the class); plus the mean number of objects per image.
+        object pixels), ``object_fraction`` (object pixels / image pixels, over images
+        with the class) and ``context_per_object`` (visible pixels of its context / object
+        pixels, over images where it is on its context); plus the mean number of objects per
+        image and ``near_erased_value``, the share of pixels within 0.06 (in [0, 1] RGB, every
+        channel) of the colour erased pixels take (the normalisation's mean).
         """
         present = self.masks_present()
         ctx = np.stack([(self.context_maps == k + 1).any(axis=(1, 2)) for k in range(len(CLASSES))], 1)
@@ -203,6 +215,7 @@ class SyntheticScenes(_SyntheticBase):
             obj = self.masks == c + 1
             obj_px = obj.sum(axis=(1, 2))
             part_px = (obj & self.part_masks).sum(axis=(1, 2))
+            ctx_px = ((self.context_maps == c + 1) & (self.masks == 0)).sum(axis=(1, 2))
             per_class[name] = {
                 "images": int(has.sum()),
                 "p_context_given_object": _mean(ctx[has, c]),
@@ -210,9 +223,13 @@ class SyntheticScenes(_SyntheticBase):
                 "p_on_context": _mean(on_context[has, c]),
                 "part_fraction": float(part_px[has].sum() / obj_px[has].sum()) if has.any() else float("nan"),
                 "object_fraction": _mean(obj_px[has] / pixels),
+                "context_per_object": _mean(ctx_px[home] / obj_px[home]) if (home := has & on_context[:, c]).any()
+                else float("nan"),
             }
+        near = np.abs(self.images.astype(np.float32) / 255.0 - np.asarray(self.mean, np.float32)).max(-1) <= 0.06
         return {"split": self.split, "images": len(self), "context_bias": self.context_bias,
                 "objects_per_image": float(present.sum(1).mean()) if len(self) else float("nan"),
+                "near_erased_value": float(near.mean()) if len(self) else float("nan"),
                 "classes": per_class}
 
     def masks_present(self) -> np.ndarray:
@@ -310,6 +327,11 @@ def _box_mask(box: np.ndarray, value: int, size: int) -> np.ndarray:
     inside_x = (centres >= box[0]) & (centres <= box[2])
     inside_y = (centres >= box[1]) & (centres <= box[3])
     return (np.outer(inside_y, inside_x) * value).astype(np.uint8)
+
+
+def _or(*choices: Sequence[float] | None) -> tuple[float, ...]:
+    """The first of ``choices`` that is not ``None``."""
+    return tuple(next(c for c in choices if c is not None))
 
 
 def _mean(values: np.ndarray) -> float:

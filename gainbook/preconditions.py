@@ -1,0 +1,278 @@
+"""Preconditions of a claim: measured on trained models, printed before the claim.
+
+An experiment can only decide a claim if it could come out either way. The Biased Boat test
+(Sec. 5.1, Table 7) asks whether GAIN makes a context-biased classifier recognise boats without
+water; it cannot succeed if boats are not recognisable without water at all, nor if attention
+mining (Eq. 3-5) has nothing left to mine, nor if the erased image itself is a cue. Each
+function here measures one of these on trained models and returns :class:`Precondition`
+records (value, threshold, pass/fail) for a chapter to print before it states the claim:
+
+* **oracle** (:func:`oracle_checks`): a classifier trained on the same task *without* the bias
+  (``context_bias = 0.5``, :func:`oracle_spec`) must rank "boat without water" above "water
+  without boat" (threshold-free AUC, :func:`gainlib.metrics.binary_auroc`), and each class on
+  ``no_context`` above the images without it. If it cannot, the objects are not learnable
+  without their context and the test measures nothing about attention.
+* **something to mine** (:func:`mining_checks`): the share of the classifier's own erased images
+  (its soft mask, Eq. 3-4) that still score positive (:func:`gainbook.studies.mining_scores`).
+  When erasing what the classifier attends to already removes all evidence, L_am (Eq. 5) can
+  only be lowered by lowering s(I) on intact images.
+* **the erasure is not a cue** (:func:`erasure_checks`): erasing the attended region must lower
+  the class score more than erasing a region of the same shape and area elsewhere, and a hole
+  must not make a negative image score as the class (the "hole detector"); the deletion curves
+  of :func:`gainlib.metrics.deletion_insertion` give the threshold-free version of the first.
+
+:func:`measure_preconditions` trains (through the run cache) the oracle beside a classifier
+run and returns every record; :func:`preconditions_table` lays records out for printing.
+The thresholds are fixed before measuring (defaults of the functions), never fitted to a result.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from gainbook.runs import DataSpec, RunSpec, load_split, train_runs
+from gainbook.studies import mining_scores
+from gainlib.data import iter_batches
+from gainlib.data.render_scenes import CLASSES
+from gainlib.masking import masked_image, soft_mask
+from gainlib.metrics import binary_auroc, deletion_insertion
+from gainlib.models import eval_mode
+
+__all__ = ["Precondition", "oracle_spec", "counterfactual_aucs", "oracle_checks", "mining_checks",
+           "erasure_scores", "erasure_checks", "measure_preconditions", "preconditions_table"]
+
+BOAT = CLASSES.index("boat")
+
+
+@dataclass(frozen=True)
+class Precondition:
+    """One measured precondition.
+
+    Attributes:
+        name: what is measured, e.g. ``"oracle: AUC boat without water vs water without boat"``.
+        value: the measurement.
+        threshold: the value it must reach.
+        higher_is_better: pass when ``value >= threshold`` (else when ``value <= threshold``).
+        detail: numbers that explain the value (not judged), e.g. ``{"s(I)": 0.65}``.
+    """
+
+    name: str
+    value: float
+    threshold: float
+    higher_is_better: bool = True
+    detail: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        """Whether the value reaches the threshold (a NaN value never does)."""
+        if self.value != self.value:
+            return False
+        return self.value >= self.threshold if self.higher_is_better else self.value <= self.threshold
+
+    def record(self) -> dict[str, Any]:
+        """``{"precondition", "value", "threshold", "passed", **detail}`` for a table."""
+        sign = ">=" if self.higher_is_better else "<="
+        return {"precondition": self.name, "value": self.value, "threshold": f"{sign} {self.threshold:g}",
+                "passed": self.passed, **self.detail}
+
+    def __str__(self) -> str:
+        sign = ">=" if self.higher_is_better else "<="
+        return (f"{'PASS' if self.passed else 'FAIL'}  {self.name}: {self.value:.3f} "
+                f"(needs {sign} {self.threshold:g})")
+
+
+def oracle_spec(classifier: RunSpec) -> RunSpec:
+    """The oracle of ``classifier``: the same run on the same task without the context bias
+    (``context_bias = 0.5``: a class's context appears as often without the class as with it)."""
+    if classifier.data.dataset != "synthetic":
+        raise ValueError(f"the oracle needs the synthetic scenes (a context_bias to remove), "
+                         f"got dataset {classifier.data.dataset!r}")
+    return replace(classifier, data=replace(classifier.data, context_bias=0.5))
+
+
+@torch.no_grad()
+def _logits(model: nn.Module, dataset: Dataset, batch_size: int = 128) -> tuple[Tensor, Tensor]:
+    """``(logits [N, C], labels [N, C])`` of every sample."""
+    device = next(model.parameters()).device
+    logits, labels = [], []
+    with eval_mode(model):
+        for _, batch in iter_batches(dataset, batch_size=batch_size):
+            logits.append(model(batch["image"].to(device)).float().cpu())
+            labels.append(batch["labels"] > 0.5)
+    return torch.cat(logits), torch.cat(labels)
+
+
+def counterfactual_aucs(model: nn.Module, data: DataSpec) -> dict[str, float]:
+    """Threshold-free scores of ``model`` on the counterfactual splits of ``data``.
+
+    Returns:
+        ``{"biased_boat AUC": AUC of the boat logit, boats without water against water without
+        boats (Table 7's two halves); "no_context AUC <class>": per class, images with the class
+        (never on its context) against those without it}``.
+    """
+    logits, labels = _logits(model, load_split(data, "biased_boat"))
+    out = {"biased_boat AUC": float(binary_auroc(logits[:, BOAT], labels[:, BOAT]))}
+    scenes = load_split(data, "no_context")
+    logits, labels = _logits(model, scenes)
+    for name, auc in zip(scenes.classes, binary_auroc(logits, labels).tolist()):
+        out[f"no_context AUC {name}"] = auc
+    return out
+
+
+def oracle_checks(oracle: nn.Module, data: DataSpec, *, boat_auc: float = 0.95,
+                  class_auc: float = 0.90) -> list[Precondition]:
+    """Is the task learnable without the bias? ``oracle`` is a model trained with
+    ``context_bias = 0.5`` (:func:`oracle_spec`); ``data`` the data of the claim (its
+    counterfactual splits do not depend on the bias). One record for the Biased Boat AUC
+    (``>= boat_auc``) and one per class for ``no_context`` (``>= class_auc``)."""
+    aucs = counterfactual_aucs(oracle, data)
+    checks = [Precondition("oracle: AUC boat without water vs water without boat",
+                           aucs.pop("biased_boat AUC"), boat_auc)]
+    checks += [Precondition(f"oracle: {name}", value, class_auc) for name, value in aucs.items()]
+    return checks
+
+
+def mining_checks(classifier: nn.Module, dataset: Dataset, *,
+                  min_survives: float = 0.20) -> list[Precondition]:
+    """Is there something for attention mining to mine? The share of (image, true class) pairs
+    of ``dataset`` whose image, erased with the classifier's own soft mask (Eq. 3-4), still
+    scores above 0.5 must be at least ``min_survives``; ``s(I)`` and ``s(I*)`` come along."""
+    scores = mining_scores(classifier, dataset)
+    return [Precondition("mining: share of erased images still scoring positive", scores["survives"],
+                         min_survives, detail={"s(I)": scores["s(I)"], "s(I*)": scores["s(I*)"],
+                                               "erased": scores["erased"]})]
+
+
+def _shifted(masks: Tensor, generator: torch.Generator) -> Tensor:
+    """Each ``[H, W]`` mask of ``masks [N, H, W]`` moved circularly by a random offset of a quarter
+    to three quarters of the image each way: the same shape and area, elsewhere (as the
+    ``"shifted"`` baseline of :func:`gainlib.metrics.deletion_insertion`)."""
+    height, width = masks.shape[-2:]
+    out = torch.empty_like(masks)
+    for i in range(masks.shape[0]):
+        dy = int(torch.randint(height // 4, height - height // 4 + 1, (1,), generator=generator))
+        dx = int(torch.randint(width // 4, width - width // 4 + 1, (1,), generator=generator))
+        out[i] = torch.roll(masks[i], (dy, dx), dims=(-2, -1))
+    return out
+
+
+def erasure_scores(model: nn.Module, dataset: Dataset, *, batch_size: int = 64, steps: int = 8,
+                   seed: int = 0) -> dict[str, float]:
+    """What erasing does to the class score, beside what erasing the attended region does.
+
+    Over (image, true class) pairs, with the model's soft masks ``T(A^c)`` (Eq. 3-4, its sigma
+    and omega) and the erased value of Eq. 3 (the normalisation's mean):
+
+    * ``s(I)``, ``s(I*) attended``: the class probability of the image and of the image with
+      the attended region erased; ``s(I*) elsewhere``: with the same mask moved elsewhere
+      (:func:`_shifted`), so the same area erased where the model did not look;
+    * ``deletion AUC attended`` / ``deletion AUC elsewhere``: the areas under the deletion
+      curves of :func:`gainlib.metrics.deletion_insertion` (``steps`` steps, orders
+      ``"attention"`` and ``"shifted"``): the threshold-free version of the two above.
+
+    Over (image, absent class) pairs, the *hole detector*: ``negatives s(I)`` and ``negatives
+    s(I with hole)``, the absent class's probability before and after erasing a hole that is a
+    true-class mask of another image of the batch, moved elsewhere (the typical erased area);
+    ``negatives turned positive``: the share of negatives below 0.5 before and above after.
+    """
+    device = next(model.parameters()).device
+    config = model.config
+    generator = torch.Generator().manual_seed(seed)
+    sums = {k: 0.0 for k in ("s(I)", "s(I*) attended", "s(I*) elsewhere", "deletion AUC attended",
+                             "deletion AUC elsewhere", "negatives s(I)", "negatives s(I with hole)",
+                             "negatives turned positive")}
+    n_pos = n_neg = 0
+
+    def prob(images: Tensor) -> Tensor:
+        return torch.sigmoid(model(images)).float()
+
+    with eval_mode(model):
+        for _, batch in iter_batches(dataset, batch_size=batch_size):
+            images, labels = batch["image"].to(device), batch["labels"].to(device)
+            out = model.attention(images, labels=labels)
+            if not out.valid.any():
+                continue
+            with torch.no_grad():
+                maps = out.maps.detach()[out.valid]                       # [P, H, W]
+                owner = torch.nonzero(out.valid)[:, 0]                    # the image of each pair
+                classes = out.classes[out.valid]
+                mask = soft_mask(maps, config.sigma, config.omega)
+                elsewhere = _shifted(mask, generator)
+                pair_images = images[owner]
+                pick = classes[:, None]
+                sums["s(I)"] += prob(pair_images).gather(1, pick).sum().item()
+                for key, m in (("s(I*) attended", mask), ("s(I*) elsewhere", elsewhere)):
+                    erased = masked_image(pair_images, m[:, None])[:, 0]
+                    sums[key] += prob(erased).gather(1, pick).sum().item()
+                for key, order in (("deletion AUC attended", "attention"), ("deletion AUC elsewhere", "shifted")):
+                    curves = deletion_insertion(prob, pair_images, maps, classes, steps=steps,
+                                                order=order, seed=seed)
+                    sums[key] += curves["deletion_auc"].sum().item()
+                n_pos += len(classes)
+
+                # The hole detector: every image gets a hole borrowed from a random pair.
+                holes = elsewhere[torch.randint(len(elsewhere), (len(images),), generator=generator)]
+                before = prob(images)
+                after = prob(masked_image(images, holes[:, None])[:, 0])
+                negative = labels < 0.5
+                sums["negatives s(I)"] += before[negative].sum().item()
+                sums["negatives s(I with hole)"] += after[negative].sum().item()
+                sums["negatives turned positive"] += ((before < 0.5) & (after > 0.5))[negative].sum().item()
+                n_neg += int(negative.sum())
+    out_scores = {k: v / max(n_neg if k.startswith("negatives") else n_pos, 1) for k, v in sums.items()}
+    return out_scores
+
+
+def erasure_checks(model: nn.Module, dataset: Dataset, *, min_gap: float = 0.10,
+                   max_hole_rise: float = 0.05, seed: int = 0) -> list[Precondition]:
+    """Is the erasure itself no cue? Two records (from :func:`erasure_scores`):
+
+    * erasing the attended region lowers the class score at least ``min_gap`` more than
+      erasing the same area elsewhere (``s(I*) elsewhere - s(I*) attended``; a smaller gap
+      means the hole, not what it removed, moves the score, or the map points at nothing);
+    * a hole raises an absent class's mean probability by at most ``max_hole_rise``.
+    """
+    s = erasure_scores(model, dataset, seed=seed)
+    return [
+        Precondition("erasure: s(I*) elsewhere - s(I*) attended", s["s(I*) elsewhere"] - s["s(I*) attended"],
+                     min_gap, detail={k: s[k] for k in ("s(I)", "s(I*) attended", "s(I*) elsewhere",
+                                                        "deletion AUC attended", "deletion AUC elsewhere")}),
+        Precondition("erasure: hole detector, rise of an absent class's s(I)",
+                     s["negatives s(I with hole)"] - s["negatives s(I)"], max_hole_rise,
+                     higher_is_better=False,
+                     detail={k: s[k] for k in ("negatives s(I)", "negatives s(I with hole)",
+                                               "negatives turned positive")}),
+    ]
+
+
+def measure_preconditions(classifier: RunSpec, cache_dir: str | os.PathLike | None = None, *,
+                          split: str = "train", device: str = "cpu",
+                          progress: bool = False) -> list[Precondition]:
+    """Every precondition of the Biased Boat claim for the classifier run ``classifier``.
+
+    Trains (or loads from the run cache) the classifier and its oracle (:func:`oracle_spec`),
+    then measures :func:`oracle_checks` on the oracle and :func:`mining_checks` and
+    :func:`erasure_checks` on the classifier, on its ``split`` (default ``"train"``: the images
+    attention mining sees while GAIN trains).
+    """
+    if classifier.train.mode != "classifier":
+        raise ValueError(f"the preconditions are measured on a plain classifier run, got mode "
+                         f"{classifier.train.mode!r}")
+    trained, oracle = train_runs([classifier, oracle_spec(classifier)], cache_dir, device=device,
+                                 progress=progress)
+    dataset = load_split(classifier.data, split)
+    return [*oracle_checks(oracle.model, classifier.data), *mining_checks(trained.model, dataset),
+            *erasure_checks(trained.model, dataset, seed=classifier.train.seed)]
+
+
+def preconditions_table(checks: Sequence[Precondition]) -> Any:
+    """The records of ``checks`` as a pandas DataFrame (one row each), for a chapter to print."""
+    import pandas as pd
+
+    return pd.DataFrame([c.record() for c in checks])
