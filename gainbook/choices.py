@@ -51,8 +51,9 @@ FACTORS: dict[str, list[tuple[str, dict[str, Any]]]] = {
 #: 20 minutes allow; ``factors=`` of chapter 7 asks for any others).
 PROFILE_FACTORS: dict[str, list[str]] = {
     "ci": ["fill of the erased region"],
-    "default": ["Grad-CAM weights", "score L_am minimises", "fill of the erased region",
-                "preset"],
+    # The fill first: on an independent biased set it changed a counterfactual accuracy more
+    # than any other knob. More factors do not fit the default book's 20 minutes yet.
+    "default": ["fill of the erased region"],
     "pretrained": ["Grad-CAM weights", "fill of the erased region", "preset"],
     "paper": list(FACTORS),
 }
