@@ -210,6 +210,7 @@ def _ground(rng, xx, yy, s, grey_free=False):
     return base + d.noise(rng, xx.shape, 0.025)
 
 
+# Water, sky and grass are far from grey in both designs; they take grey_free for one signature.
 def _water(rng, xx, yy, s, grey_free=False):
     base = d.hsv(rng.uniform(0.54, 0.62), rng.uniform(0.55, 0.85), rng.uniform(0.5, 0.75))
     wavelength = s * rng.uniform(4.0, 7.0)
