@@ -177,8 +177,8 @@ def erasure_scores(model: nn.Module, dataset: Dataset, *, batch_size: int = 64, 
       ``"attention"`` and ``"shifted"``): the threshold-free version of the two above.
 
     Over (image, absent class) pairs, the *hole detector*: ``negatives s(I)`` and ``negatives
-    s(I with hole)``, the absent class's probability before and after erasing a hole that is a
-    true-class mask of another image of the batch, moved elsewhere (the typical erased area);
+    s(I with hole)``, the absent class's probability before and after erasing a hole: the
+    moved mask of a random (image, true class) pair of the batch (the typical erased area);
     ``negatives turned positive``: the share of negatives below 0.5 before and above after.
     """
     device = next(model.parameters()).device
@@ -225,8 +225,7 @@ def erasure_scores(model: nn.Module, dataset: Dataset, *, batch_size: int = 64, 
                 sums["negatives s(I with hole)"] += after[negative].sum().item()
                 sums["negatives turned positive"] += ((before < 0.5) & (after > 0.5))[negative].sum().item()
                 n_neg += int(negative.sum())
-    out_scores = {k: v / max(n_neg if k.startswith("negatives") else n_pos, 1) for k, v in sums.items()}
-    return out_scores
+    return {k: v / max(n_neg if k.startswith("negatives") else n_pos, 1) for k, v in sums.items()}
 
 
 def erasure_checks(model: nn.Module, dataset: Dataset, *, min_gap: float = 0.10,

@@ -208,7 +208,8 @@ def test_v2_erased_value_is_a_grey_that_no_palette_uses(designs):
     assert v1.statistics()["near_erased_value"] > 0.05       # ImageNet's mean lies in v1's ground
     assert v2.statistics()["near_erased_value"] < 0.001
     sample = v2[0]["image"]                                   # normalised with the design's own mean
-    expected = (torch.from_numpy(v2.images[0]).permute(2, 0, 1).float() / 255 - 0.5) / 0.25
+    std = torch.tensor(SCENE_DESIGNS["v2"].std).view(3, 1, 1)
+    expected = (torch.from_numpy(v2.images[0]).permute(2, 0, 1).float() / 255 - 0.5) / std
     assert torch.allclose(sample, expected, atol=1e-5)
     explicit = SyntheticScenes("val", 2, image_size=48, design="v2", saliency=None, mean=(0.1, 0.2, 0.3),
                                std=(1.0, 1.0, 1.0))
