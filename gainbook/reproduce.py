@@ -20,7 +20,7 @@ module only says *which* runs, and puts their numbers beside the paper's.
   :func:`load_results` — the measured tables beside the paper's, and the JSON a run leaves
   (:data:`RESULTS_PATH` is where the book looks for one).
 
-Command line (training only; chapter 7 evaluates, fills the tables and writes the JSON)::
+Command line (training only; chapter 8 evaluates, fills the tables and writes the JSON)::
 
     python -m gainbook.reproduce --profile paper --voc-root data/voc --device cuda [--seeds 0 1 2]
     torchrun --nproc_per_node=N -m gainbook.reproduce --profile paper --voc-root data/voc \\
@@ -33,7 +33,7 @@ prints. This relies on :func:`~gainbook.runs.train_run` writing ``spec.json`` an
 finished ``model.pt`` from rank 0 alone and then waiting at a barrier, so that no rank replaces
 or reads a model another is still writing (a fine-tuned run loads its classifier from the
 cache). The segmentation stage is single-process (``train_segmentation`` has no distributed
-mode): run it without ``torchrun``, or let chapter 7 run it; it loads the attention models from
+mode): run it without ``torchrun``, or let chapter 8 run it; it loads the attention models from
 the cache.
 """
 
@@ -72,7 +72,7 @@ __all__ = [
 
 _REPOSITORY = Path(__file__).resolve().parents[1]
 
-#: Where the book looks for the tables of a real paper-scale run (chapter 7 writes them there
+#: Where the book looks for the tables of a real paper-scale run (chapter 8 writes them there
 #: with ``-p profile paper``; nothing else creates the file).
 RESULTS_PATH = _REPOSITORY / "book" / "reproduction" / "results.json"
 
@@ -174,7 +174,7 @@ def _table_1_rows(label_counts: Sequence[int]) -> list[tuple[str, str, int]]:
 
 def resolve_voc_root(voc_root: str | os.PathLike, base: str | os.PathLike | None = None) -> str:
     """``voc_root`` as an absolute path, a relative one taken from ``base`` (default: the working
-    folder). The path is part of every run's cache key, so the command line and chapter 7 must
+    folder). The path is part of every run's cache key, so the command line and chapter 8 must
     spell it the same way: the chapter takes a relative path from the repository root."""
     path = Path(voc_root).expanduser()
     if not path.is_absolute():

@@ -168,7 +168,7 @@ def test_cli_trains_the_ci_plan_once_then_loads_it(tiny, tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("loaded from the cache") == 4 and out.count("[segmentation ") == 7
     assert "[segmentation 7/7] GAIN_ext^p, cues of GAIN_ext^p" in out
-    # what chapter 7 does with them
+    # what chapter 8 does with them
     settings = book_profile("ci", dataset="voc", voc_root=reproduce.resolve_voc_root(tiny.root))
     trained = reproduce.train_attention(settings, cache_dir=tmp_path, device="cpu", log=None)
     assert all(t.cached for _, t in trained)
