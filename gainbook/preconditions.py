@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -45,7 +45,8 @@ from gainlib.metrics import binary_auroc, deletion_insertion
 from gainlib.models import eval_mode
 
 __all__ = ["Precondition", "oracle_spec", "counterfactual_aucs", "oracle_checks", "mining_checks",
-           "erasure_scores", "erasure_checks", "measure_preconditions", "preconditions_table"]
+           "erasure_scores", "erasure_checks", "measure_preconditions", "preconditions_table",
+           "orientation_checks"]
 
 BOAT = CLASSES.index("boat")
 
@@ -268,6 +269,31 @@ def measure_preconditions(classifier: RunSpec, cache_dir: str | os.PathLike | No
     dataset = load_split(classifier.data, split)
     return [*oracle_checks(oracle.model, classifier.data), *mining_checks(trained.model, dataset),
             *erasure_checks(trained.model, dataset, seed=classifier.train.seed)]
+
+
+def orientation_checks(records: Sequence[Mapping[str, Any]], *, oracle: Any, classifier: Any,
+                       min_accuracy: float = 0.9, min_follows: float = 0.9) -> list[Precondition]:
+    """The preconditions of an orientation claim (Sec. 5.2-5.3), from chapter 6's records
+    (``{"method", "seed", "accuracy, set 2", "follows lighting, set 1", ...}``):
+
+    * the ``oracle`` (trained where the lamp tells nothing) reaches ``min_accuracy`` on set 2,
+      the shifted domain: the task can be solved there at this scale;
+    * the ``classifier`` follows the lamp on set 1 at least ``min_follows`` of the time: there
+      is a shortcut for the extra labels to remove.
+
+    >>> rows = [{"method": "o", "accuracy, set 2": 0.95, "follows lighting, set 1": 0.5},
+    ...         {"method": "c", "accuracy, set 2": 0.5, "follows lighting, set 1": 0.99}]
+    >>> [c.passed for c in orientation_checks(rows, oracle="o", classifier="c")]
+    [True, True]
+    """
+    def mean(method: Any, metric: str) -> float:
+        values = [float(r[metric]) for r in records if r["method"] == method]
+        return sum(values) / len(values) if values else float("nan")
+
+    return [Precondition("oracle (no shortcut): accuracy on set 2", mean(oracle, "accuracy, set 2"),
+                         min_accuracy),
+            Precondition("classifier follows the lamp on set 1",
+                         mean(classifier, "follows lighting, set 1"), min_follows)]
 
 
 def preconditions_table(checks: Sequence[Precondition]) -> Any:

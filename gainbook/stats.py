@@ -26,11 +26,17 @@ from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["Interval", "bootstrap_mean", "paired_bootstrap", "verdict", "Verdict", "Direction",
-           "compare_records"]
+__all__ = ["format_difference", "Interval", "bootstrap_mean", "paired_bootstrap", "verdict", "Verdict", "Direction",
+           "compare_records", "MIN_RUNS", "MIN_DRAWS", "decided_verdict"]
 
 Verdict = Literal["holds", "does not hold", "inconclusive"]
 Direction = Literal["greater", "less", "equivalent"]
+
+#: The fewest paired runs, and data draws, a verdict may rest on. Below them a comparison is
+#: "inconclusive" whatever its interval: a percentile interval over 3 values is far too narrow
+#: (see the module notes), and one draw cannot show the between-draw variation.
+MIN_RUNS = 5
+MIN_DRAWS = 2
 
 # Replicates x values drawn at once in a grouped resample (memory: 8 bytes each).
 _CHUNK_ELEMENTS = 2_000_000
@@ -217,7 +223,8 @@ def compare_records(records: Sequence[Mapping[str, Any]], metric: str, method: A
 
     Returns:
         ``{"metric", "method", "baseline", "difference", "low", "high", "pairs", "groups",
-        "verdict"}`` — a row of a verdict table.
+        "verdict"}`` — a row of a verdict table. With a single pair the interval is NaN and
+        the verdict "inconclusive".
     """
     def values(name: Any) -> dict[tuple, float]:
         found = {tuple(r[k] for k in pair): float(r[metric]) for r in records if r[by] == name}
@@ -231,9 +238,46 @@ def compare_records(records: Sequence[Mapping[str, Any]], metric: str, method: A
                          f"{', '.join(pair)}: {sorted(set(ours) ^ set(theirs))[:5]}")
     keys = sorted(ours)
     groups = [k[list(pair).index(group)] for k in keys] if group is not None else None
+    row = {"metric": metric, "method": str(method), "baseline": str(baseline),
+           "pairs": len(keys), "groups": len(set(groups)) if groups is not None else None}
+    if len(keys) < 2:   # one run has no interval (a smoke-test profile): nothing is decided
+        difference = float(np.mean([ours[k] - theirs[k] for k in keys]))
+        return {**row, "difference": difference, "low": float("nan"), "high": float("nan"),
+                "verdict": "inconclusive"}
+    # One data draw has no between-draw variation to resample: the seeds alone (and
+    # decided_verdict counts the draws).
+    resampled = groups if groups is not None and len(set(groups)) > 1 else None
     interval = paired_bootstrap([ours[k] for k in keys], [theirs[k] for k in keys],
-                                groups=groups, n_boot=n_boot, seed=seed)
-    return {"metric": metric, "method": str(method), "baseline": str(baseline),
-            "difference": interval.estimate, "low": interval.low, "high": interval.high,
-            "pairs": len(keys), "groups": len(set(groups)) if groups is not None else None,
+                                groups=resampled, n_boot=n_boot, seed=seed)
+    return {**row, "difference": interval.estimate, "low": interval.low, "high": interval.high,
             "verdict": verdict(interval, direction, margin)}
+
+
+def decided_verdict(row: Mapping[str, Any], *, min_runs: int = MIN_RUNS,
+                    min_draws: int = MIN_DRAWS) -> str:
+    """The verdict of a :func:`compare_records` row, "inconclusive (...)" when it rests on
+    fewer than ``min_runs`` pairs or ``min_draws`` data draws (``groups`` ``None``: one draw).
+
+    >>> decided_verdict({"verdict": "holds", "pairs": 3, "groups": None})
+    'inconclusive (3 runs of 1 data draw; a verdict needs 5 runs of 2 draws)'
+    >>> decided_verdict({"verdict": "holds", "pairs": 10, "groups": 2})
+    'holds'
+    """
+    draws = row.get("groups") or 1
+    if row["pairs"] < min_runs or draws < min_draws:
+        return (f"inconclusive ({row['pairs']} runs of {draws} data draw{'s' * (draws > 1)}; "
+                f"a verdict needs {min_runs} runs of {min_draws} draws)")
+    return str(row["verdict"])
+
+
+def format_difference(row: Mapping[str, Any], scale: float = 100.0) -> str:
+    """A :func:`compare_records` row's difference and interval in points, e.g.
+    ``"+4.1 [+2.0, +6.3]"`` (``"+4.1 [no interval]"`` for a single pair).
+
+    >>> format_difference({"difference": 0.041, "low": 0.02, "high": 0.063})
+    '+4.1 [+2.0, +6.3]'
+    """
+    low, high = float(row["low"]), float(row["high"])
+    interval = ("no interval" if not (np.isfinite(low) and np.isfinite(high))
+                else f"{scale * low:+.1f}, {scale * high:+.1f}")
+    return f"{scale * float(row['difference']):+.1f} [{interval}]"

@@ -267,34 +267,44 @@ def results_table(results: Any, by: str | Sequence[str] = "method", seed_key: st
 
 
 def compare_methods(results: Any, metric: str, method: Any, baseline: Any, *,
-                    by: str = "method", seed_key: str = "seed", **where: Any) -> str:
-    """A one-line verdict: ``method`` against ``baseline`` on ``metric``, paired by seed.
+                    by: str = "method", seed_key: str = "seed",
+                    direction: str = "greater", **where: Any) -> str:
+    """A one-line verdict: ``method`` against ``baseline`` on ``metric``, paired by seed (and
+    data draw where the records have one).
 
-    Gives both means in percent, the mean difference in points and on how many seeds
-    ``method`` is higher, e.g. ``"iou: GAIN 16.5 vs classifier 16.7 (-0.2 points; higher on
-    0 of 3 seeds)"``. Chapters print it so that their conclusions are computed, not written.
+    Gives both means in percent and the mean paired difference in points with its 95 %
+    bootstrap interval and the verdict on "``method`` is ``direction`` than ``baseline``"
+    (:func:`gainbook.stats.compare_records`), e.g. ``"iou: GAIN 16.5 vs classifier 16.7:
+    -0.2 points [-0.9, +0.5], 3 runs: inconclusive (fewer than 5 runs)"``. Below
+    :data:`gainbook.stats.MIN_RUNS` paired runs the verdict is "inconclusive" whatever the
+    interval (a percentile interval over 3 values is far too narrow); never a count of wins.
 
     Args:
         results: records as accepted by :func:`summarize_results` (values in [0, 1]).
         metric: the metric to compare; method, baseline: values of the ``by`` key.
+        direction: the claim, ``"greater"`` (method higher) or ``"less"``.
         where: only the records with these values (e.g. ``split="val"``).
 
     Raises:
         ValueError: when the two methods were not run on the same seeds.
     """
-    import pandas as pd
+    from gainbook.stats import compare_records, decided_verdict, format_difference
 
-    frame = pd.DataFrame(_records(results, by, seed_key))
-    for key, value in where.items():
-        frame = frame[frame[key] == value]
-    ours = frame[frame[by] == method].set_index(seed_key)[metric]
-    base = frame[frame[by] == baseline].set_index(seed_key)[metric]
-    if ours.empty or sorted(ours.index) != sorted(base.index):
-        raise ValueError(f"{method!r} (seeds {sorted(ours.index)}) and {baseline!r} (seeds "
-                         f"{sorted(base.index)}) must be run on the same seeds")
-    delta = 100 * (ours - base.loc[ours.index])
-    return (f"{metric}: {method} {100 * ours.mean():.1f} vs {baseline} {100 * base.mean():.1f} "
-            f"({delta.mean():+.1f} points; higher on {int((delta > 0).sum())} of {len(delta)} seeds)")
+    records = [r for r in _records(results, by, seed_key)
+               if all(r.get(k) == v for k, v in where.items())]
+    pair = ("draw", seed_key) if any("draw" in r for r in records) else (seed_key,)
+    ours = [r for r in records if r[by] == method]
+    base = [r for r in records if r[by] == baseline]
+    if not ours or sorted(tuple(r[k] for k in pair) for r in ours) != sorted(
+            tuple(r[k] for k in pair) for r in base):
+        raise ValueError(f"{method!r} and {baseline!r} must be run on the same seeds "
+                         f"({', '.join(pair)})")
+    row = compare_records(records, metric, method, baseline, direction=direction, by=by,
+                          pair=pair, group="draw" if "draw" in pair else None)
+    mean = lambda rows: 100 * sum(float(r[metric]) for r in rows) / len(rows)  # noqa: E731
+    difference, interval = format_difference(row).split(" ", 1)
+    return (f"{metric}: {method} {mean(ours):.1f} vs {baseline} {mean(base):.1f}: "
+            f"{difference} points {interval}, {row['pairs']} runs: {decided_verdict(row)}")
 
 
 def curve_plot(results: Any, x: str, metric: str, *, by: str = "method", seed_key: str = "seed",

@@ -87,7 +87,8 @@ def test_orientation_data_and_profiles():
     shifted = load_split(camera, "test_shifted")
     assert shifted.domain == "shifted"
     workpiece = orientation_profile("workpiece", "default", seeds=[5])
-    assert workpiece.backbone == "densenet_small" and workpiece.seeds == (5,)
+    assert workpiece.backbone == "small_cnn" and workpiece.seeds == (5,)
+    assert orientation_profile("workpiece", "ci").backbone == "densenet_small"   # still tested
     assert workpiece.finetuned(5, "gain_ext", box_labels=20).data.dataset == "workpiece"
     with pytest.raises(KeyError, match="unknown study"):
         orientation_profile("lamp", "ci")

@@ -121,15 +121,21 @@ def test_results_table_formats_mean_plus_minus_std():
         results_table(RECORDS, metrics=["missing"])
 
 
-def test_compare_methods_pairs_seeds_and_counts_wins():
+def test_compare_methods_gives_an_interval_and_never_a_tally():
     from gainbook.viz import compare_methods
 
     line = compare_methods(RECORDS, "iou", "GAIN", "classifier")
-    assert line == "iou: GAIN 52.0 vs classifier 32.0 (+20.0 points; higher on 2 of 2 seeds)"
-    line = compare_methods(RECORDS, "accuracy", "GAIN", "classifier")
-    assert line == "accuracy: GAIN 90.0 vs classifier 91.0 (-1.0 points; higher on 1 of 2 seeds)"
+    assert line.startswith("iou: GAIN 52.0 vs classifier 32.0: +20.0 points [")
+    assert "2 runs: inconclusive (2 runs of 1 data draw" in line and "higher on" not in line
     with pytest.raises(ValueError, match="same seeds"):
         compare_methods(RECORDS[:3], "iou", "GAIN", "classifier")
+    # Five seeds on each of two draws, GAIN always ahead by about 10 points: a verdict.
+    many = [{"method": m, "seed": s, "draw": d, "iou": 0.3 + 0.1 * (m == "GAIN") + 0.01 * s}
+            for m in ("GAIN", "classifier") for s in range(5) for d in range(2)]
+    line = compare_methods(many, "iou", "GAIN", "classifier")
+    assert line.endswith("10 runs: holds"), line
+    assert compare_methods(many, "iou", "GAIN", "classifier", direction="less").endswith(
+        "does not hold")
 
 
 def test_curve_plot_draws_the_seed_mean_of_each_group_in_x_order():

@@ -1,0 +1,93 @@
+"""The scorecard: each claim of the paper, the paper's number, ours with its interval, and a
+verdict computed from the interval and from the claim's measured preconditions.
+
+A chapter builds its rows with :func:`score` from :func:`gainbook.stats.compare_records`
+rows and :class:`gainbook.preconditions.Precondition` checks, and glues
+:func:`scorecard` of them; the results page shows every chapter's table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from gainbook.stats import decided_verdict, format_difference
+
+__all__ = ["Claim", "score", "scorecard", "paired_metrics"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim of the paper as the scorecard lists it.
+
+    Attributes:
+        source: where the paper makes it, e.g. ``"Table 7"``.
+        claim: the claim in words, e.g. ``"GAIN_ext^p rejects water without a boat"``.
+        paper: the paper's numbers behind it, e.g. ``"62 % vs 30 %"``.
+        chapter: the book chapter that measures it.
+    """
+
+    source: str
+    claim: str
+    paper: str
+    chapter: int
+
+
+def _combined(verdicts: Sequence[str]) -> str:
+    decided = [v for v in verdicts if not v.startswith("inconclusive")]
+    held = sum(v == "holds" for v in decided)
+    if held and held < len(decided):
+        return "partly reproduces"
+    if decided and len(decided) == len(verdicts):
+        return "reproduces" if held else "does not reproduce"
+    if held:
+        return "partly reproduces (the rest inconclusive)"
+    if decided:
+        return "does not reproduce where decided (the rest inconclusive)"
+    return verdicts[0] if verdicts else "not measured"
+
+
+def score(claim: Claim, comparisons: Sequence[Mapping[str, Any]],
+          preconditions: Sequence[Any] = ()) -> dict[str, Any]:
+    """One scorecard row: ``claim`` judged on the :func:`~gainbook.stats.compare_records` rows
+    ``comparisons`` (each read by :func:`~gainbook.stats.decided_verdict`).
+
+    The verdict is "not testable here (...)" when a precondition failed (naming it),
+    "reproduces" when every comparison holds, "does not reproduce" when none does, "partly
+    reproduces" when some do, and "inconclusive (...)" when none is decided.
+
+    >>> row = {"metric": "iou", "difference": 0.05, "low": 0.02, "high": 0.08, "pairs": 10,
+    ...        "groups": 2, "verdict": "holds"}
+    >>> score(Claim("Table 1", "GAIN's attention beats CAM's", "55.3 vs 50.7", 2), [row])["verdict"]
+    'reproduces'
+    """
+    failed = [p.name for p in preconditions if not p.passed]
+    ours = "; ".join(f"{c['metric']}: {format_difference(c)} ({c['pairs']} run{'s' * (c['pairs'] != 1)})"
+                     for c in comparisons)
+    if failed:
+        verdict = f"not testable here (failed: {'; '.join(failed)})"
+    else:
+        verdict = _combined([decided_verdict(c) for c in comparisons])
+    return {"claim": f"{claim.source}: {claim.claim}", "paper": claim.paper,
+            "ours: difference in points [95 % interval]": ours or "–", "verdict": verdict,
+            "chapter": claim.chapter}
+
+
+def scorecard(rows: Sequence[Mapping[str, Any]]) -> Any:
+    """The rows of :func:`score` as a pandas DataFrame indexed by claim."""
+    import pandas as pd
+
+    return pd.DataFrame(list(rows)).set_index("claim")
+
+
+def paired_metrics(records: Sequence[Mapping[str, Any]], metrics: Sequence[str], *,
+                   keys: Sequence[str] = ("seed",)) -> list[dict[str, Any]]:
+    """Records of one model with several metrics, turned into one record per metric (its name
+    under ``"method"``, its value under ``"value"``), so that two metrics of the same runs
+    can be compared like two methods (e.g. part against body coverage).
+
+    >>> paired_metrics([{"seed": 0, "part": 0.9, "body": 0.5}], ["part", "body"])
+    [{'seed': 0, 'method': 'part', 'value': 0.9}, {'seed': 0, 'method': 'body', 'value': 0.5}]
+    """
+    return [{**{k: r[k] for k in keys}, "method": m, "value": r[m]}
+            for r in records for m in metrics]

@@ -1,0 +1,73 @@
+"""The scorecard's verdicts: computed from intervals and preconditions, never from tallies."""
+
+import math
+
+import pytest
+
+from gainbook.preconditions import Precondition, orientation_checks
+from gainbook.scorecard import Claim, paired_metrics, score, scorecard
+from gainbook.stats import compare_records, decided_verdict, format_difference
+
+CLAIM = Claim("Table 7", "GAIN_ext^p beats GAIN", "84 vs 48 %", 5)
+
+
+def _records(gap: float, seeds: int = 5, draws: int = 2) -> list[dict]:
+    return [{"method": m, "seed": s, "draw": d,
+             "acc": 0.5 + (gap if m == "ext" else 0.0) + 0.01 * ((s * 7 + d * 3) % 5)}
+            for m in ("ext", "gain") for s in range(seeds) for d in range(draws)]
+
+
+def _row(gap: float, **kw) -> dict:
+    return compare_records(_records(gap, **kw), "acc", "ext", "gain")
+
+
+def test_a_clear_gain_over_five_seeds_and_two_draws_reproduces():
+    row = score(CLAIM, [_row(0.2)])
+    assert row["verdict"] == "reproduces"
+    assert row["ours: difference in points [95 % interval]"].startswith("acc: +20.0 [")
+
+
+def test_a_clear_loss_does_not_reproduce_and_a_mix_partly_does():
+    assert score(CLAIM, [_row(-0.2)])["verdict"] == "does not reproduce"
+    assert score(CLAIM, [_row(0.2), _row(-0.2)])["verdict"] == "partly reproduces"
+
+
+def test_three_seeds_of_one_draw_decide_nothing_however_large_the_gap():
+    row = _row(0.3, seeds=3, draws=1)
+    assert row["verdict"] == "holds"                      # the interval alone would say so
+    assert decided_verdict(row).startswith("inconclusive (3 runs of 1 data draw")
+    assert score(CLAIM, [row])["verdict"].startswith("inconclusive")
+
+
+def test_a_failed_precondition_makes_the_claim_not_testable_whatever_the_result():
+    oracle = Precondition("oracle AUC", 0.44, 0.95)
+    row = score(CLAIM, [_row(0.2)], [oracle, Precondition("mining", 0.3, 0.2)])
+    assert row["verdict"] == "not testable here (failed: oracle AUC)"
+
+
+def test_a_single_run_has_no_interval_and_no_verdict():
+    row = _row(0.2, seeds=1, draws=1)
+    assert math.isnan(row["low"]) and row["verdict"] == "inconclusive"
+    assert format_difference(row) == "+20.0 [no interval]"
+    assert "(1 run)" in score(CLAIM, [row])["ours: difference in points [95 % interval]"]
+
+
+def test_paired_metrics_compares_two_metrics_of_the_same_runs():
+    runs = [{"seed": s, "part": 0.9 - 0.01 * s, "body": 0.5} for s in range(6)]
+    row = compare_records(paired_metrics(runs, ["part", "body"]), "value", "part", "body",
+                          pair=("seed",), group=None)
+    assert row["difference"] == pytest.approx(0.375) and row["verdict"] == "holds"
+
+
+def test_orientation_preconditions_fail_when_the_oracle_is_at_chance():
+    rows = [{"method": "oracle", "accuracy, set 2": 0.5, "follows lighting, set 1": 0.5},
+            {"method": "classifier", "accuracy, set 2": 0.5, "follows lighting, set 1": 0.97}]
+    oracle, follows = orientation_checks(rows, oracle="oracle", classifier="classifier")
+    assert not oracle.passed and follows.passed
+
+
+def test_scorecard_is_indexed_by_claim():
+    pytest.importorskip("pandas")
+    table = scorecard([score(CLAIM, [_row(0.2)])])
+    assert list(table.index) == ["Table 7: GAIN_ext^p beats GAIN"]
+    assert table.loc["Table 7: GAIN_ext^p beats GAIN", "chapter"] == 5
