@@ -92,7 +92,7 @@ def measure(setting: str, seeds: list[int], cache_dir: str | None) -> list[dict[
             records.append({"setting": setting, "measurement": name, "seed": seed, "value": value,
                             "threshold": threshold, "passed": passed})
 
-        for check in measure_preconditions(spec, cache_dir):
+        for check in measure_preconditions(spec, cache_dir, split="train"):
             record = check.record()
             add(record["precondition"], record["value"], record["threshold"], record["passed"])
             for key, value in check.detail.items():

@@ -35,3 +35,14 @@ def test_profiles_name_known_factors_and_unknown_ones_are_refused():
     assert all(set(factors) <= set(FACTORS) for factors in PROFILE_FACTORS.values())
     with pytest.raises(KeyError, match="unknown factors"):
         choice_methods(GAIN, ["colour of the sky"])
+
+
+def test_a_profile_can_keep_some_levels_of_a_factor():
+    from gainbook.choices import PROFILE_LEVELS
+
+    rows = choice_methods(GAIN, ["fill of the erased region"],
+                          levels=PROFILE_LEVELS["default"])
+    assert [level for _, level, _ in rows] == ["gainlib", "black", "blur"]
+    with pytest.raises(KeyError, match="no levels"):
+        choice_methods(GAIN, ["fill of the erased region"],
+                       levels={"fill of the erased region": ["plaid"]})
