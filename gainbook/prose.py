@@ -1,0 +1,103 @@
+"""The numbers and phrases a chapter's text quotes, computed from its records and pasted into
+the text with MyST-NB's ``glue`` (``{glue:text}`key```), so that the text cannot drift from the
+tables (``tests/test_prose_numbers.py``).
+
+Records are the chapters' dicts (``{"method", "seed", <metric>: value, ...}``). A comparison
+that was not run (another profile, a parameter that skips it) reads :data:`NOT_MEASURED`
+rather than failing, so a key the text refers to always exists.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from gainbook.stats import compare_records, format_difference
+
+__all__ = ["NOT_MEASURED", "subset", "mean_of", "paired", "pct", "points", "sign", "word",
+           "span", "side"]
+
+NOT_MEASURED = "not measured here"
+
+
+def subset(records: Sequence[Mapping[str, Any]], metric: str,
+           **where: Any) -> list[Mapping[str, Any]]:
+    """The records that have ``metric`` and match every ``key=value`` of ``where``."""
+    return [r for r in records if metric in r and all(r.get(k) == v for k, v in where.items())]
+
+
+def mean_of(records: Sequence[Mapping[str, Any]], metric: str, method: Any,
+            **where: Any) -> float | None:
+    """The mean of ``metric`` over ``method``'s records (``None`` when there are none).
+
+    >>> mean_of([{"method": "a", "x": 0.2}, {"method": "a", "x": 0.4}], "x", "a")
+    0.30000000000000004
+    """
+    values = [r[metric] for r in subset(records, metric, method=method, **where)]
+    return sum(values) / len(values) if values else None
+
+
+def paired(records: Sequence[Mapping[str, Any]], metric: str, method: Any, baseline: Any,
+           **where: Any) -> dict[str, Any] | None:
+    """``method - baseline`` on ``metric``, paired by seed
+    (:func:`gainbook.stats.compare_records`); ``None`` where either was not run."""
+    rows = subset(records, metric, **where)
+    if not (subset(rows, metric, method=method) and subset(rows, metric, method=baseline)):
+        return None
+    return compare_records(rows, metric, method, baseline, pair=("seed",), group=None)
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    """A fraction as a percentage: ``pct(0.1234) == "12.3 %"``."""
+    return NOT_MEASURED if value is None else f"{100 * value:.{digits}f} %"
+
+
+def points(row: Mapping[str, Any] | None) -> str:
+    """A comparison row as ``"+6.6 points [+4.8, +7.9]"``.
+
+    >>> points({"difference": 0.066, "low": 0.048, "high": 0.079})
+    '+6.6 points [+4.8, +7.9]'
+    """
+    if row is None:
+        return NOT_MEASURED
+    difference, interval = format_difference(row).split(" ", 1)
+    return f"{difference} points {interval}"
+
+
+def sign(row: Mapping[str, Any] | None) -> int | None:
+    """The sign of a comparison's difference *as printed* (to 0.1 point), so that a word
+    chosen from it matches the number beside it; ``None`` when not run."""
+    if row is None:
+        return None
+    shown = round(100 * row["difference"], 1)
+    return (shown > 0) - (shown < 0)
+
+
+def word(row: Mapping[str, Any] | None, up: str = "rises", down: str = "falls",
+         same: str = "stays") -> str:
+    """``up``, ``down`` or ``same`` by :func:`sign`.
+
+    >>> word({"difference": -0.02}), word({"difference": 0.0004})
+    ('falls', 'stays')
+    """
+    return {None: NOT_MEASURED, 1: up, -1: down, 0: same}[sign(row)]
+
+
+def span(values: Sequence[float], unit: str = " %", scale: float = 100.0) -> str:
+    """The range of ``values``: ``"12.1–13.8 %"`` (one number when both ends print alike)."""
+    low, high = scale * min(values), scale * max(values)
+    if f"{low:.1f}" == f"{high:.1f}":
+        return f"{low:.1f}{unit}"
+    return f"{low:.1f}–{high:.1f}{unit}"
+
+
+def side(row: Mapping[str, Any]) -> str:
+    """Where a comparison's interval lies with respect to no difference.
+
+    >>> side({"low": 0.01, "high": 0.05}), side({"low": float("nan"), "high": float("nan")})
+    ('lies above zero', 'has no interval (a single run)')
+    """
+    if not row["low"] <= row["high"]:   # NaN: a single run has no interval
+        return "has no interval (a single run)"
+    if row["low"] > 0:
+        return "lies above zero"
+    return "lies below zero" if row["high"] < 0 else "contains zero"
