@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 from gainbook.stats import compare_records, format_difference
 
 __all__ = ["NOT_MEASURED", "subset", "mean_of", "paired", "pct", "points", "sign", "word",
-           "span", "side"]
+           "trend", "span", "side", "glue_texts"]
 
 NOT_MEASURED = "not measured here"
 
@@ -82,6 +82,17 @@ def word(row: Mapping[str, Any] | None, up: str = "rises", down: str = "falls",
     return {None: NOT_MEASURED, 1: up, -1: down, 0: same}[sign(row)]
 
 
+def trend(row: Mapping[str, Any], up: str, down: str,
+          flat: str = "shows no clear change") -> str:
+    """``up`` or ``down`` when a comparison's whole interval lies above or below zero, else
+    ``flat`` (also for a single run, whose interval is NaN).
+
+    >>> trend({"low": 0.01, "high": 0.04}, "rises", "falls")
+    'rises'
+    """
+    return up if row["low"] > 0 else down if row["high"] < 0 else flat
+
+
 def span(values: Sequence[float], unit: str = " %", scale: float = 100.0) -> str:
     """The range of ``values``: ``"12.1–13.8 %"`` (one number when both ends print alike)."""
     low, high = scale * min(values), scale * max(values)
@@ -101,3 +112,11 @@ def side(row: Mapping[str, Any]) -> str:
     if row["low"] > 0:
         return "lies above zero"
     return "lies below zero" if row["high"] < 0 else "contains zero"
+
+
+def glue_texts(texts: Mapping[str, str]) -> None:
+    """``glue(key, text, display=False)`` for every item: the keys a chapter's text quotes."""
+    from myst_nb import glue
+
+    for key, text in texts.items():
+        glue(key, text, display=False)
