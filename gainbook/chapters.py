@@ -16,9 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from gainbook.profiles import BookProfile, book_profile
-from gainbook.cache import Trained
+from gainbook.cache import Trained, cache_root
 from gainbook.runs import RunSpec, load_split, train_runs
-from gainlib.trainer import Mode, evaluate
+from gainlib.trainer import Mode, NonFiniteLossError, evaluate
 
 __all__ = ["Method", "CLASSIFIER", "CONTINUED", "GAIN", "ORACLE", "extra_supervision", "setup",
            "positive_control",
@@ -104,21 +104,74 @@ def setup(profile: str, **overrides: Any) -> BookProfile:
     return settings
 
 
+#: The file that marks a run whose training diverged (``method_runs(diverged="record")``).
+DIVERGED_FILE = "diverged.json"
+
+
+def _diverged(error: BaseException) -> bool:
+    """Whether ``error`` (raised here or by a worker, then chained) is a run diverging."""
+    while error is not None:
+        if isinstance(error, NonFiniteLossError):
+            return True
+        error = error.__cause__
+    return False
+
+
+def _train_recording_divergence(specs: Sequence[RunSpec], device: str) -> list[Trained | None]:
+    """:func:`train_runs`, but a run whose loss or weights become non-finite is marked
+    diverged in its cache folder (so a rebuild does not train it again) and returned as
+    ``None``. The runs train side by side; after a divergence, the rest one by one."""
+    import json
+
+    root = cache_root(None)
+
+    def marked(spec: RunSpec) -> bool:
+        return (root / spec.key() / DIVERGED_FILE).exists()
+
+    try:
+        train_runs([s for s in specs if not marked(s)], device=device)
+    except Exception as error:   # the pool stops at the first failure: go on one by one
+        if not _diverged(error):
+            raise
+        for spec in specs:
+            if marked(spec):
+                continue
+            try:
+                train_runs([spec], device=device, progress=False)
+            except Exception as failure:
+                if not _diverged(failure):
+                    raise
+                (root / spec.key()).mkdir(parents=True, exist_ok=True)
+                (root / spec.key() / DIVERGED_FILE).write_text(
+                    json.dumps({"error": f"{type(failure).__name__}: {failure}"}))
+    return [None if marked(s) else train_runs([s], device=device, progress=False)[0]
+            for s in specs]
+
+
 def method_runs(settings: BookProfile, methods: Sequence[Method], *, device: str = "cpu",
-                log: bool = True) -> dict[Method, dict[int, Trained]]:
+                log: bool = True, diverged: Literal["raise", "record"] = "raise",
+                ) -> dict[Method, dict[int, Trained | None]]:
     """The trained run of every method and seed, ``{method: {seed: run}}``; runs not in the
     cache train first, side by side. With ``log``, one line per method: how many runs were
-    trained now, and the last epoch's validation mAP of each seed."""
+    trained now, and the last epoch's validation mAP of each seed.
+
+    ``diverged="record"`` (chapter 7, where a configuration may blow up): a run whose loss or
+    weights become non-finite (:class:`~gainlib.trainer.NonFiniteLossError`) is ``None``
+    instead of stopping the chapter, and is not trained again on a rebuild."""
     specs = [(method, seed, method.spec(settings, seed)) for method in methods
              for seed in settings.seeds]
-    trained = train_runs([spec for _, _, spec in specs], device=device)
-    runs: dict[Method, dict[int, Trained]] = {method: {} for method in methods}
+    if diverged == "record":
+        trained = _train_recording_divergence([spec for _, _, spec in specs], device)
+    else:
+        trained = train_runs([spec for _, _, spec in specs], device=device)
+    runs: dict[Method, dict[int, Trained | None]] = {method: {} for method in methods}
     for (method, seed, _), run in zip(specs, trained):
         runs[method][seed] = run
     if log:
         for method, by_seed in runs.items():
-            fresh = sum(not run.cached for run in by_seed.values())
-            final = ", ".join(f"{run.history[-1].get('val_map', float('nan')):.3f}"
+            fresh = sum(run is not None and not run.cached for run in by_seed.values())
+            final = ", ".join("diverged" if run is None else
+                              f"{run.history[-1].get('val_map', float('nan')):.3f}"
                               for run in by_seed.values())
             print(f"{method.label}: {fresh} of {len(by_seed)} runs trained now; "
                   f"val mAP after the last epoch {final}")

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 from gainbook.stats import compare_records, format_difference
 
 __all__ = ["NOT_MEASURED", "subset", "mean_of", "paired", "pct", "points", "sign", "word",
-           "trend", "span", "side", "glue_texts"]
+           "trend", "span", "side", "PlainText", "glue_texts"]
 
 NOT_MEASURED = "not measured here"
 
@@ -114,9 +114,23 @@ def side(row: Mapping[str, Any]) -> str:
     return "lies below zero" if row["high"] < 0 else "contains zero"
 
 
+class PlainText(str):
+    """A string whose ``repr`` is itself: glued, its ``text/plain`` output has no quotes, so
+    the ``{glue}`` role pastes it bare on another page (``{glue}`nb.ipynb::key```; the
+    ``{glue:text}`` role strips quotes only on its own page).
+
+    >>> repr(PlainText("holds"))
+    'holds'
+    """
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
 def glue_texts(texts: Mapping[str, str]) -> None:
-    """``glue(key, text, display=False)`` for every item: the keys a chapter's text quotes."""
+    """``glue(key, text, display=False)`` for every item (as :class:`PlainText`): the keys a
+    chapter's text quotes."""
     from myst_nb import glue
 
     for key, text in texts.items():
-        glue(key, text, display=False)
+        glue(key, PlainText(text), display=False)
