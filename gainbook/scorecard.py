@@ -74,9 +74,13 @@ def score(claim: Claim, comparisons: Sequence[Mapping[str, Any]],
 
 
 def scorecard(rows: Sequence[Mapping[str, Any]]) -> Any:
-    """The rows of :func:`score` as a pandas DataFrame indexed by claim."""
+    """The rows of :func:`score` as a pandas DataFrame indexed by claim.
+
+    Sets pandas' ``display.max_colwidth`` to no limit: a claim, an interval or a verdict cut
+    to 50 characters and "..." (pandas' default, in the HTML too) loses what it says."""
     import pandas as pd
 
+    pd.set_option("display.max_colwidth", None)
     return pd.DataFrame(list(rows)).set_index("claim")
 
 
