@@ -99,7 +99,8 @@ def setup(profile: str, **overrides: Any) -> BookProfile:
     """A chapter's settings: :func:`gainbook.profiles.book_profile` with the chapter's papermill
     parameters as ``overrides`` (``None``: the profile's value); prints what it runs."""
     settings = book_profile(profile, **overrides)
-    print(f"profile {settings.name!r}: {settings.data}, seeds {list(settings.seeds)}, "
+    print(f"profile {settings.name!r}: {settings.data}, seeds {list(settings.seeds)} on "
+          f"training-set draws {[settings.draw_of(s) for s in settings.seeds]}, "
           f"{settings.backbone}, {settings.classifier_epochs} epochs")
     return settings
 
@@ -190,12 +191,14 @@ def train_methods(settings: BookProfile, methods: Sequence[Method], *, device: s
 def map_records(models: Mapping[Any, Mapping[int, nn.Module]], settings: BookProfile,
                 splits: Sequence[str]) -> list[dict[str, Any]]:
     """Mean average precision of every model on each split, one record per (method, seed) with
-    a column ``"mAP <split>"``; on VOC also the attention scores against the masks."""
+    its training-set ``"draw"`` and a column ``"mAP <split>"``; on VOC also the attention
+    scores against the masks."""
     synthetic = settings.data.dataset == "synthetic"
     records = []
     for method, by_seed in models.items():
         for seed, model in by_seed.items():
-            record: dict[str, Any] = {"method": method, "seed": seed}
+            record: dict[str, Any] = {"method": method, "draw": settings.draw_of(seed),
+                                      "seed": seed}
             for split in splits:
                 scores = evaluate(model, load_split(settings.data, split), attention=not synthetic)
                 record[f"mAP {split}"] = scores["map"]

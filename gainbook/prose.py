@@ -38,12 +38,12 @@ def mean_of(records: Sequence[Mapping[str, Any]], metric: str, method: Any,
 
 def paired(records: Sequence[Mapping[str, Any]], metric: str, method: Any, baseline: Any,
            **where: Any) -> dict[str, Any] | None:
-    """``method - baseline`` on ``metric``, paired by seed
+    """``method - baseline`` on ``metric``, paired by seed and training-set draw
     (:func:`gainbook.stats.compare_records`); ``None`` where either was not run."""
     rows = subset(records, metric, **where)
     if not (subset(rows, metric, method=method) and subset(rows, metric, method=baseline)):
         return None
-    return compare_records(rows, metric, method, baseline, pair=("seed",), group=None)
+    return compare_records(rows, metric, method, baseline)
 
 
 def pct(value: float | None, digits: int = 1) -> str:

@@ -245,7 +245,7 @@ def segmentation_runs(settings: BookProfile, runs: Sequence[AttentionRun]) -> li
             if framework == "gain" and run.method == "Grad-CAM":
                 continue
             overrides = OWN_FRAMEWORK_PAPER if framework == "gain" and settings.name == "paper" else {}
-            spec = segmentation_spec(settings.name, settings.data, framework, run.spec, seed=run.seed,
+            spec = segmentation_spec(settings.name, run.spec.data, framework, run.spec, seed=run.seed,
                                      **overrides)
             jobs.append(SegmentationJob(run, spec))
     return jobs

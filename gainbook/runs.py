@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -54,6 +55,11 @@ class DataSpec:
             the class's colour) in ``train`` and ``val`` (1 / 4 = the patch tells nothing: the
             oracle's data).
         seed: the data seed (fixed across model seeds: the benchmark is one data set).
+        train_draw: which draw of the training images (and of the images whose masks or
+            boxes feed S_e) a run trains on; ``0`` is the data seed's own (VOC: its training
+            images are fixed, only the labelled subset is redrawn). The evaluation
+            splits do not change with it, so runs of several draws are scored on the same
+            held-out images (:meth:`gainbook.profiles.BookProfile.draw_of`).
         voc_root: the prepared VOC tree (``data_scripts/get_voc.py``).
         design: synthetic scenes only: their layout and palettes, a name in
             :data:`gainlib.data.render_scenes.SCENE_DESIGNS` (``"v1"``, ``"v2"``) or a
@@ -69,6 +75,18 @@ class DataSpec:
     seed: int = 0
     voc_root: str | None = None
     design: Any = "v1"      # str | SceneDesign (imported lazily, as the data modules are)
+    train_draw: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.train_draw, int) or self.train_draw < 0:
+            raise ValueError(f"train_draw must be an integer >= 0, got {self.train_draw!r}")
+
+    def split_seed(self, split: str) -> int:
+        """The seed that generates ``split``: the data seed, or for the training split of
+        another draw a seed derived from both (a new set of images)."""
+        if split != "train" or self.train_draw == 0:
+            return self.seed
+        return int(np.random.SeedSequence([self.seed, self.train_draw]).generate_state(1)[0])
 
     @property
     def num_classes(self) -> int:
@@ -94,7 +112,8 @@ class RunSpec(CachedRun):
         weights: initial backbone weights (``None``: random; ``"DEFAULT"``: ImageNet).
         init: fine-tune from the weights of this run (trained first if needed).
         pixel_labels, box_labels: how many training images may feed their mask / boxes to the
-            S_e stream (:func:`gainlib.data.mark_extra_labels`, drawn with the data seed).
+            S_e stream (:func:`gainlib.data.mark_extra_labels`, drawn with the training
+            split's seed).
     """
 
     data: DataSpec
@@ -143,7 +162,8 @@ def load_split(data: DataSpec, split: str) -> Dataset:
         from gainlib.data import SyntheticScenes
 
         n = data.n_train if split == "train" else data.n_eval
-        return SyntheticScenes(split, n, image_size=data.image_size, seed=data.seed,
+        return SyntheticScenes(split, n, image_size=data.image_size,
+                               seed=data.split_seed(split),
                                context_bias=data.context_bias, design=data.design)
     if data.dataset in ("camera", "workpiece"):
         from gainlib.data import SyntheticOrientation
@@ -153,13 +173,15 @@ def load_split(data: DataSpec, split: str) -> Dataset:
         split = "test_same" if split == "val" else split
         n = data.n_train if split == "train" else data.n_eval
         return SyntheticOrientation(split, n, variant=data.dataset, image_size=data.image_size,
-                                    seed=data.seed, shortcut_strength=data.shortcut_strength,
+                                    seed=data.split_seed(split),
+                                    shortcut_strength=data.shortcut_strength,
                                     mask_from_box=data.dataset == "camera")
     if data.dataset == "decoy":
         from gainlib.data import DecoyShapes
 
         n = data.n_train if split == "train" else data.n_eval
-        return DecoyShapes(split, n, image_size=data.image_size, seed=data.seed,
+        return DecoyShapes(split, n, image_size=data.image_size,
+                           seed=data.split_seed(split),
                            shortcut_strength=data.shortcut_strength)
     if data.dataset == "voc":
         from gainlib.data import VOCDataset, spectral_residual_saliency, voc_transforms
@@ -195,7 +217,7 @@ def training_set(spec: RunSpec) -> Dataset:
 
     flagged = copy.copy(dataset)   # the flags are replaced, not edited: the shared split stays clean
     return mark_extra_labels(flagged, pixel=spec.pixel_labels, boxes=spec.box_labels,
-                             seed=spec.data.seed)
+                             seed=spec.data.split_seed("train"))
 
 
 def train_run(spec: RunSpec, cache_dir: str | os.PathLike | None = None, *,

@@ -85,13 +85,14 @@ def scorecard(rows: Sequence[Mapping[str, Any]]) -> Any:
 
 
 def paired_metrics(records: Sequence[Mapping[str, Any]], metrics: Sequence[str], *,
-                   keys: Sequence[str] = ("seed",)) -> list[dict[str, Any]]:
+                   keys: Sequence[str] = ("draw", "seed")) -> list[dict[str, Any]]:
     """Records of one model with several metrics, turned into one record per metric (its name
     under ``"method"``, its value under ``"value"``), so that two metrics of the same runs
-    can be compared like two methods (e.g. part against body coverage).
+    can be compared like two methods (e.g. part against body coverage). ``keys`` (those a
+    record has) identify the run.
 
     >>> paired_metrics([{"seed": 0, "part": 0.9, "body": 0.5}], ["part", "body"])
     [{'seed': 0, 'method': 'part', 'value': 0.9}, {'seed': 0, 'method': 'body', 'value': 0.5}]
     """
-    return [{**{k: r[k] for k in keys}, "method": m, "value": r[m]}
+    return [{**{k: r[k] for k in keys if k in r}, "method": m, "value": r[m]}
             for r in records for m in metrics]

@@ -218,14 +218,18 @@ def compare_records(records: Sequence[Mapping[str, Any]], metric: str, method: A
     """``method`` against ``baseline`` on ``metric``: the paired difference, its interval and
     the verdict on "``method`` - ``baseline`` is ``direction`` than ``margin``".
 
-    Records are paired on the keys ``pair`` (the same data draw and seed); with ``group``
-    (a key of ``pair``), the bootstrap resamples groups first (:func:`bootstrap_mean`).
+    Records are paired on the keys ``pair`` (the same data draw and seed) that they have
+    (records without a ``"draw"`` are paired by seed); with ``group`` (a key of ``pair``),
+    the bootstrap resamples groups first (:func:`bootstrap_mean`).
 
     Returns:
         ``{"metric", "method", "baseline", "difference", "low", "high", "pairs", "groups",
         "verdict"}`` — a row of a verdict table. With a single pair the interval is NaN and
         the verdict "inconclusive".
     """
+    pair = tuple(k for k in pair if any(k in r for r in records)) or tuple(pair)
+    group = group if group in pair else None
+
     def values(name: Any) -> dict[tuple, float]:
         found = {tuple(r[k] for k in pair): float(r[metric]) for r in records if r[by] == name}
         if not found:

@@ -29,7 +29,7 @@ probability is above one half, as the multi-label classifier is trained (Eq. 6's
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -99,13 +99,16 @@ def attention_by_region(model: nn.Module, scenes: Any, threshold: float = 0.5,
 
 
 def region_records(models: Mapping[Any, Mapping[int, nn.Module]], data: DataSpec,
-                   splits: Sequence[str], threshold: float = 0.5) -> list[dict[str, Any]]:
+                   splits: Sequence[str], threshold: float = 0.5, *,
+                   draw_of: Callable[[int], int] | None = None) -> list[dict[str, Any]]:
     """:func:`attention_by_region` of several methods and seeds, averaged over each split.
 
     Args:
         models: ``{method: {seed: model}}`` (a method is any label, e.g. a
             :class:`gainbook.chapters.Method`).
         data: the synthetic data of the runs; ``splits``: which of its splits to measure.
+        draw_of: the training-set draw of a seed's runs
+            (:meth:`gainbook.profiles.BookProfile.draw_of`), recorded as ``"draw"``.
 
     Returns:
         One record per (method, split, seed): ``{"method": method, "split": split, "seed": ...,
@@ -118,7 +121,9 @@ def region_records(models: Mapping[Any, Mapping[int, nn.Module]], data: DataSpec
             scenes = load_split(data, split)
             for seed, model in by_seed.items():
                 means = attention_by_region(model, scenes, threshold)[[*REGIONS, "iou"]].mean()
-                records.append({"method": name, "split": split, "seed": seed, **means.to_dict()})
+                draw = {} if draw_of is None else {"draw": draw_of(seed)}
+                records.append({"method": name, "split": split, **draw, "seed": seed,
+                                **means.to_dict()})
     return records
 
 

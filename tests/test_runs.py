@@ -76,6 +76,33 @@ def test_book_profile_overrides():
         book_profile("large")
 
 
+def test_seeds_spread_over_training_set_draws_that_change_only_the_training_images():
+    profile = book_profile("ci", seeds=[0, 1, 2], draws=[0, 1])
+    assert [profile.draw_of(s) for s in profile.seeds] == [0, 1, 0]
+    first, second = profile.classifier(0), profile.classifier(1)
+    assert (first.data.train_draw, second.data.train_draw) == (0, 1)
+    assert profile.finetuned(1, "gain").data == second.data == profile.data_for(1)
+    assert first.key() != dataclasses.replace(second, train=first.train).key()
+    drawn = dataclasses.replace(TINY, train_draw=1)
+    assert not np.array_equal(load_split(drawn, "train").labels, load_split(TINY, "train").labels)
+    for split in ("val", "no_context"):   # every run is scored on the same held-out images
+        assert np.array_equal(load_split(drawn, split).masks, load_split(TINY, split).masks)
+    with pytest.raises(ValueError, match="train_draw"):
+        dataclasses.replace(TINY, train_draw=-1)
+    with pytest.raises(ValueError, match="draws"):
+        book_profile("ci", draws=[])
+
+
+def test_the_labelled_subset_is_redrawn_with_the_training_set():
+    from gainbook.runs import training_set
+
+    spec = dataclasses.replace(_spec(mode="gain_ext"), pixel_labels=5)
+    other = dataclasses.replace(spec, data=dataclasses.replace(spec.data, train_draw=1))
+    assert training_set(spec).use_mask.sum() == training_set(other).use_mask.sum() == 5
+    assert spec.data.split_seed("train") != other.data.split_seed("train")
+    assert other.data.split_seed("val") == spec.data.split_seed("val")
+
+
 def test_orientation_data_and_profiles():
     from gainbook.profiles import orientation_profile
 
@@ -153,6 +180,8 @@ def test_region_records_average_each_split_per_seed():
     assert records[1]["body"] == pytest.approx(0.0)
     expected = attention_by_region(models["perfect"][1], scenes)["iou"].mean()
     assert records[1]["iou"] == pytest.approx(expected)
+    drawn = region_records(models, TINY, ["val"], draw_of=lambda seed: 7 * seed)
+    assert [r["draw"] for r in drawn] == [0, 7] and "draw" not in records[0]
 
 
 def test_mining_scores_match_a_direct_computation(tmp_path):

@@ -145,3 +145,16 @@ def test_compare_records_pairs_by_draw_and_seed_and_reads_the_verdict():
         compare_records(records[:-1], "acc", "new", "old")
     with pytest.raises(KeyError, match="nothing"):
         compare_records(records, "acc", "nothing", "old")
+
+
+def test_compare_records_without_draws_pairs_by_seed_alone():
+    from gainbook.stats import compare_records
+
+    records = [{"method": m, "seed": s, "acc": 0.5 + 0.01 * s + (0.1 if m == "new" else 0.0)}
+               for m in ("old", "new") for s in range(5)]
+    row = compare_records(records, "acc", "new", "old")
+    assert row["pairs"] == 5 and row["groups"] is None
+    assert row["difference"] == pytest.approx(0.1)
+    # one draw named in the records: still paired, but no between-draw resampling
+    drawn = [{**r, "draw": 0} for r in records]
+    assert compare_records(drawn, "acc", "new", "old")["groups"] == 1
