@@ -71,7 +71,7 @@ def number_role(name: str, rawtext: str, text: str, lineno: int, inliner: Any,
         problem = inliner.problematic(rawtext, rawtext, message)
         return [problem], [message]
     css = CLASSES[name]
-    return [nodes.inline(rawtext, value, classes=[css] if css else [])], []
+    return [nodes.inline(rawtext, value, classes=[css]) if css else nodes.Text(value)], []
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
