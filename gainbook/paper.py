@@ -5,13 +5,21 @@ IEEE TPAMI (extended version of "Tell Me Where to Look: Guided Attention Inferen
 CVPR 2018). Numbers are copied from the tables named in each constant, in percent; "-" in the
 paper is ``None`` here. They were measured on PASCAL VOC 2012 with VGG16-based networks, so on
 the synthetic benchmark only orderings and gaps can be compared, never absolute values.
+
+This module is the book's one source of the paper's numbers: the chapters' text quotes them by
+key, ``{paper}`table7.gain.voc-val```, which the Sphinx extension ``book/_ext/paper_numbers.py``
+replaces with :func:`quote` at build time (the keys are :data:`QUOTES`).
 """
 
 from __future__ import annotations
 
+import difflib
+
 __all__ = ["VOC_TRAIN_IMAGES", "EXTRA_LABEL_COUNTS", "extra_label_count", "TABLE_1_IMAGE_LEVEL", "TABLE_1_EXTRA", "VOC_TABLE_COLUMNS", "TABLE_2", "TABLE_3", "TABLE_4", "TABLE_6", "TABLE_7",
            "TABLE_8", "CAMERA_TRAIN_IMAGES", "CAMERA_BOX_LABELS", "CAMERA_RESULTS",
-           "WORKPIECE_TRAIN_IMAGES", "WORKPIECE_BOX_LABELS", "paper_table"]
+           "WORKPIECE_TRAIN_IMAGES", "WORKPIECE_BOX_LABELS", "paper_table", "GAIN_EPOCHS",
+           "extra_label_share", "count_name", "TABLE_7_BOAT_MASKS", "TABLE_6_CRF_GAIN",
+           "CAMERA_BOX_SHARE", "WORKPIECE_BOX_SHARE", "QUOTES", "quote"]
 
 #: Images of VOC 2012 + SBD ``train_aug``, the paper's training set.
 VOC_TRAIN_IMAGES = 10_582
@@ -33,8 +41,27 @@ def extra_label_count(paper_count: int, n_train: int, paper_train: int = VOC_TRA
         raise ValueError(f"need paper_count >= 0 and n_train >= 1, got {paper_count}, {n_train}")
     if n_train == paper_train:
         return paper_count
-    share = round(100 * paper_count / paper_train, 1) / 100
-    return round(share * n_train)
+    return round(extra_label_share(paper_count, paper_train) / 100 * n_train)
+
+
+def extra_label_share(paper_count: int, paper_train: int = VOC_TRAIN_IMAGES) -> float:
+    """The share, in percent rounded to 0.1, of the paper's ``paper_count`` labelled images in
+    its training set of ``paper_train`` (200 of VOC's 10,582: 1.9)."""
+    if paper_count < 0 or paper_train < 1:
+        raise ValueError(f"need paper_count >= 0 and paper_train >= 1, got {paper_count}, "
+                         f"{paper_train}")
+    return round(100 * paper_count / paper_train, 1)
+
+
+def count_name(count: int) -> str:
+    """A count of labelled images as Table 1 writes it: 1,464 is ``"1.4K"`` (truncated, not
+    rounded), 200 is ``"200"``."""
+    return f"{count // 100 / 10:.1f}K" if count >= 1000 else str(count)
+
+
+#: Sec. 4.1 ("Implementation Details"), and Sec. 5.1 for Table 7: GAIN's networks are trained
+#: with SGD and "terminate after 35 epochs".
+GAIN_EPOCHS = 35
 
 
 #: Table 1 (rows with purely image-level labels that the book reproduces): mIoU of weakly
@@ -126,21 +153,48 @@ TABLE_6: list[dict[str, object]] = [
     {"method": "GAIN_ext^p-SEC w/o CRF", "training set": "10K weak + 1464 pixel", "val mIoU": 54.8, "test mIoU": 55.7},
 ]
 
+
+def _row(rows: list[dict[str, object]], method: str, **where: object) -> dict[str, object]:
+    """The one row of ``rows`` of ``method`` whose ``where`` columns match (a bad key is an
+    error here, at import, not a wrong number in the book)."""
+    hits = [r for r in rows if r["method"] == method and all(r[k] == v for k, v in where.items())]
+    if len(hits) != 1:
+        raise LookupError(f"{len(hits)} rows of {method!r} with {where} (need exactly one)")
+    return hits[0]
+
+
+#: Table 6 against Tables 1, 3 and 4: how many points of val mIoU the CRF adds to each SEC row
+#: (Table 6's row without the CRF, the same row with it; the extra-label rows use 1,464 images).
+TABLE_6_CRF_GAIN: dict[str, float] = {
+    row["method"]: round(float(with_crf["val mIoU"]) - float(row["val mIoU"]), 1)
+    for row, with_crf in zip(TABLE_6, (
+        _row(TABLE_1_IMAGE_LEVEL, "SEC (baseline)"), _row(TABLE_1_IMAGE_LEVEL, "GAIN-SEC"),
+        _row(TABLE_3, "GAIN_ext^b-SEC", **{"extra labels": 1464}),
+        _row(TABLE_4, "GAIN_ext^p-SEC", **{"extra labels": 1464})))
+}
+
+#: Sec. 5.1 (Table 7's setting): of the 200, 400 and 1,464 randomly chosen pixel-labelled
+#: images of the GAIN_ext^p rows, 9, 23 and 78 include the boat class.
+TABLE_7_BOAT_MASKS = {200: 9, 400: 23, 1464: 78}
+
 #: Table 7: "Biased Boat" classification accuracy (%) of VGG16, GAIN and GAIN_ext^p with 9, 23
-#: and 78 boat pixel labels among 200, 400 and 1,464 random pixel-labelled images. 50 images of
-#: each scenario; "overall" is the mean of the two.
+#: and 78 boat pixel labels (:data:`TABLE_7_BOAT_MASKS`). 50 images of each scenario;
+#: "overall" is the mean of the two.
 TABLE_7: list[dict[str, object]] = [
     {"method": method, "VOC val": a, "boat without water": b, "water without boat": c, "overall": d}
     for method, a, b, c, d in (("VGG (Grad-CAM)", 83, 42, 30, 36), ("GAIN", 90, 48, 62, 55),
-                               ("GAIN_ext^p, 9 boat masks", 93, 64, 68, 66),
-                               ("GAIN_ext^p, 23 boat masks", 93, 74, 76, 75),
-                               ("GAIN_ext^p, 78 boat masks", 94, 84, 84, 84))
+                               (f"GAIN_ext^p, {TABLE_7_BOAT_MASKS[200]} boat masks", 93, 64, 68, 66),
+                               (f"GAIN_ext^p, {TABLE_7_BOAT_MASKS[400]} boat masks", 93, 74, 76, 75),
+                               (f"GAIN_ext^p, {TABLE_7_BOAT_MASKS[1464]} boat masks", 94, 84, 84, 84))
 ]
 
 #: Sec. 5.2, the industrial camera: 700 training images (350 per orientation), 40 of them with a
 #: box on the critical area (20 per class, "5 percent"), converted to a mask for GAIN_ext^p.
 CAMERA_TRAIN_IMAGES = 700
 CAMERA_BOX_LABELS = 40
+#: Sec. 5.2 in words: the boxes take "only 5 percent of the whole training data" (40 of 700 is
+#: 5.7 %), in percent.
+CAMERA_BOX_SHARE = 5
 #: Sec. 5.2 gives its results in words, not in a table: "close to 100 percent" and "close to 50
 #: percent" for the VGG classifier, "correctly classifies all images in both" for GAIN_ext^p.
 CAMERA_RESULTS: list[dict[str, object]] = [
@@ -152,6 +206,9 @@ CAMERA_RESULTS: list[dict[str, object]] = [
 #: Sec. 5.3: 6,118 training images of the workpiece; Table 8 adds 60 and 120 boxes (1 and 2 %).
 WORKPIECE_TRAIN_IMAGES = 6118
 WORKPIECE_BOX_LABELS = (60, 120)
+#: Sec. 5.3 in words: "about 1~2 percent of extra bounding box annotations" (60 and 120 of
+#: 6,118 are 1.0 and 2.0 %), in percent.
+WORKPIECE_BOX_SHARE = (1, 2)
 
 #: Table 8: workpiece orientation (4 classes), trained on 6,118 office images, tested on 2,059
 #: in-machine images; accuracy (%). The table's title says GAIN_ext^p, its rows and the text
@@ -168,3 +225,85 @@ def paper_table(rows: list[dict[str, object]]) -> "object":
     import pandas as pd
 
     return pd.DataFrame(rows).set_index("method")
+
+
+def _quotes() -> dict[str, str]:
+    """Every number of the paper the chapters' text quotes, as it is printed there, by key
+    ``<table or section>.<row>.<column>``; every value is read off the tables above."""
+    fewest, most = EXTRA_LABEL_COUNTS[0], EXTRA_LABEL_COUNTS[-1]
+    sec, gain_sec = _row(TABLE_1_IMAGE_LEVEL, "SEC (baseline)"), _row(TABLE_1_IMAGE_LEVEL, "GAIN-SEC")
+    mixed = _row(TABLE_1_EXTRA, "GAIN_ext^{b,p}", **{"training set": "10K W + 732 B + 732 P"})
+    quotes = {
+        # Sec. 4.1: the epochs of GAIN's training.
+        "training.epochs": str(GAIN_EPOCHS),
+        # Sec. 4.1, Tables 3-4: the shares of VOC's training images with extra labels, and
+        # Table 1's name of the largest count.
+        "voc.fewest-labels.share": f"{extra_label_share(fewest):.1f} %",
+        "voc.most-labels.share": f"{extra_label_share(most):.1f} %",
+        "voc.most-labels.name": count_name(most),
+        # Table 1: val mIoU of SEC on the classifier's cues, on GAIN's, and of GAIN in the
+        # paper's own framework; the gain of GAIN's cues in SEC, in points.
+        "table1.sec.val": f"{sec['val mIoU']:.1f}",
+        "table1.gain-sec.val": f"{gain_sec['val mIoU']:.1f}",
+        "table1.gain.val": f"{_row(TABLE_1_IMAGE_LEVEL, 'GAIN')['val mIoU']:.1f}",
+        "table1.gain-sec-minus-sec.val":
+            f"{float(gain_sec['val mIoU']) - float(sec['val mIoU']):.1f}",
+        # Table 1: GAIN_ext^{b,p} with the most labels (732 boxes + 732 masks), val mIoU.
+        "table1.gain-ext-bp-most.val": f"{mixed['val mIoU']:.1f}",
+        # Table 6 against Tables 1, 3-4: the fewest and most points the CRF adds to SEC.
+        "table6.crf-gain-least.val": f"{min(TABLE_6_CRF_GAIN.values()):.1f}",
+        "table6.crf-gain-most.val": f"{max(TABLE_6_CRF_GAIN.values()):.1f}",
+        # Sec. 5.2, in words: the share of the camera's training images with boxes.
+        "camera.box-share": f"{CAMERA_BOX_SHARE} %",
+        # Sec. 5.3, in words: the share of the workpiece's training images with boxes.
+        "workpiece.box-share": f"{WORKPIECE_BOX_SHARE[0]}–{WORKPIECE_BOX_SHARE[1]} %",
+    }
+    # Tables 3 (boxes) and 4 (masks): val mIoU with the fewest and the most labelled images.
+    for table, kind in ((TABLE_3, "b"), (TABLE_4, "p")):
+        for method in ("GAIN_ext^" + kind, f"GAIN_ext^{kind}-SEC"):
+            row_key = method.lower().replace("_ext^", "-ext-")
+            for end, count in (("fewest", fewest), ("most", most)):
+                value = _row(table, method, **{"extra labels": count})["val mIoU"]
+                quotes[f"table{3 if kind == 'b' else 4}.{row_key}-{end}.val"] = f"{value:.1f}"
+    # Table 7: accuracy (%) of each row in each column; the GAIN_ext^p rows are named by their
+    # number of labelled images (fewest, middle, most) and have their boat masks too.
+    columns = {"voc-val": "VOC val", "boat-without-water": "boat without water",
+               "water-without-boat": "water without boat", "overall": "overall"}
+    rows = {"vgg": "VGG (Grad-CAM)", "gain": "GAIN"}
+    for end, count in zip(("fewest", "middle", "most"), sorted(TABLE_7_BOAT_MASKS)):
+        rows[f"gain-ext-p-{end}"] = f"GAIN_ext^p, {TABLE_7_BOAT_MASKS[count]} boat masks"
+        quotes[f"table7.gain-ext-p-{end}.boat-masks"] = str(TABLE_7_BOAT_MASKS[count])
+    for row_key, method in rows.items():
+        for column_key, column in columns.items():
+            quotes[f"table7.{row_key}.{column_key}"] = f"{_row(TABLE_7, method)[column]} %"
+    # Table 8: accuracy (%) as printed (two decimals), and the GAIN_ext^b rows' box counts.
+    quotes["table8.densenet.accuracy"] = f"{_row(TABLE_8, 'DenseNet')['accuracy']:.2f} %"
+    for end, boxes in zip(("fewest", "most"), WORKPIECE_BOX_LABELS):
+        row = _row(TABLE_8, "GAIN_ext^b", **{"training set": f"6,118 weak + {boxes} bbox"})
+        quotes[f"table8.gain-ext-b-{end}.accuracy"] = f"{row['accuracy']:.2f} %"
+        quotes[f"table8.gain-ext-b-{end}.boxes"] = str(boxes)
+    # Sec. 5.2: the accuracies it gives in words (CAMERA_RESULTS).
+    for row_key, method in (("vgg", "VGG (Grad-CAM)"), ("gain-ext-p", "GAIN_ext^p")):
+        for column_key, column in (("set1", "testing set 1"), ("set2", "testing set 2")):
+            quotes[f"camera.{row_key}.{column_key}"] = f"{_row(CAMERA_RESULTS, method)[column]} %"
+    return quotes
+
+
+#: The paper's numbers the chapters' text quotes, by key (:func:`quote`).
+QUOTES: dict[str, str] = _quotes()
+
+
+def quote(key: str) -> str:
+    """The paper's number ``key`` as the text quotes it (``{paper}`key``` in a chapter).
+
+    >>> quote("table7.gain.water-without-boat"), quote("table1.gain-sec-minus-sec.val")
+    ('62 %', '4.6')
+
+    Raises:
+        KeyError: ``key`` is not in :data:`QUOTES` (the message names it and the nearest keys).
+    """
+    if key not in QUOTES:
+        near = difflib.get_close_matches(key, QUOTES, n=3, cutoff=0.6)
+        raise KeyError(f"gainbook.paper has no number {key!r}"
+                       + (f"; did you mean {', '.join(near)}?" if near else ""))
+    return QUOTES[key]

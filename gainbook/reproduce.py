@@ -56,7 +56,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from gainbook.paper import (TABLE_1_EXTRA, TABLE_1_IMAGE_LEVEL, TABLE_3, TABLE_4, TABLE_7,
-                            VOC_TRAIN_IMAGES, extra_label_count)
+                            TABLE_7_BOAT_MASKS, VOC_TRAIN_IMAGES, count_name, extra_label_count)
 from gainbook.profiles import BookProfile, book_profile
 from gainbook.runs import RunSpec, TrainedRun, load_split, train_run
 from gainbook.segmentation_runs import (SegmentationRun, SegmentationSpec, segmentation_spec,
@@ -84,10 +84,6 @@ RESULTS_PATH = _REPOSITORY / "book" / "reproduction" / "results.json"
 OWN_FRAMEWORK_PAPER: dict[str, Any] = {"network": "deeplabv3", "weights": "IMAGENET1K_V1",
                                        "epochs": 19, "batch_size": 10, "lr": 5e-4, "momentum": 0.3,
                                        "weight_decay": 5e-4, "lr_step": 1.89}
-
-#: Table 7: boats among the paper's 200, 400 and 1,464 random pixel-labelled images.
-TABLE_7_BOAT_MASKS = {200: 9, 400: 23, 1464: 78}
-
 
 @dataclass(frozen=True)
 class AttentionRun:
@@ -157,9 +153,7 @@ def _table_1_method(attention: str, framework: str) -> str:
 def _training_set(attention: str, paper_labels: int) -> str:
     if not paper_labels:
         return "10K weak"
-    # the paper's notation: 1,464 is "1.4K" (truncated, not rounded)
-    count = f"{paper_labels // 100 / 10:.1f}K" if paper_labels >= 1000 else str(paper_labels)
-    return f"10K W + {count} {'B' if attention.endswith('b') else 'P'}"
+    return f"10K W + {count_name(paper_labels)} {'B' if attention.endswith('b') else 'P'}"
 
 
 def _table_1_rows(label_counts: Sequence[int]) -> list[tuple[str, str, int]]:

@@ -26,11 +26,17 @@ from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["format_difference", "Interval", "bootstrap_mean", "paired_bootstrap", "verdict", "Verdict", "Direction",
+__all__ = ["CONFIDENCE", "coverage_text", "format_difference", "Interval", "bootstrap_mean", "paired_bootstrap", "verdict", "Verdict", "Direction",
            "compare_records", "MIN_RUNS", "MIN_DRAWS", "decided_verdict"]
 
 Verdict = Literal["holds", "does not hold", "inconclusive"]
 Direction = Literal["greater", "less", "equivalent"]
+
+#: The coverage of every interval the book reports: the default ``ci`` of
+#: :func:`bootstrap_mean` and :func:`paired_bootstrap`, hence of :func:`compare_records`. The
+#: chapters' text quotes it through the ``{stats}`coverage``` role (book/_ext/paper_numbers.py),
+#: never as a typed "95 %".
+CONFIDENCE = 0.95
 
 #: The fewest paired runs, and data draws, a verdict may rest on. Below them a comparison is
 #: "inconclusive" whatever its interval: a percentile interval over 3 values is far too narrow
@@ -117,7 +123,7 @@ def _grouped_means(values: np.ndarray, groups: np.ndarray, n_boot: int,
 
 
 def bootstrap_mean(values: Sequence[float] | np.ndarray, *, groups: Sequence | np.ndarray | None = None,
-                   n_boot: int = 10_000, seed: int = 0, ci: float = 0.95) -> Interval:
+                   n_boot: int = 10_000, seed: int = 0, ci: float = CONFIDENCE) -> Interval:
     """Percentile bootstrap interval of the mean of ``values``.
 
     Args:
@@ -158,7 +164,7 @@ def bootstrap_mean(values: Sequence[float] | np.ndarray, *, groups: Sequence | n
 
 def paired_bootstrap(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, *,
                      groups: Sequence | np.ndarray | None = None, n_boot: int = 10_000,
-                     seed: int = 0, ci: float = 0.95) -> Interval:
+                     seed: int = 0, ci: float = CONFIDENCE) -> Interval:
     """Mean of the paired differences ``a - b`` with its percentile bootstrap interval.
 
     ``a[i]`` and ``b[i]`` must be measured on the same unit (the same seed and data draw, or
@@ -274,14 +280,32 @@ def decided_verdict(row: Mapping[str, Any], *, min_runs: int = MIN_RUNS,
     return str(row["verdict"])
 
 
+def coverage_text(ci: float = CONFIDENCE) -> str:
+    """An interval's coverage as the text quotes it.
+
+    >>> coverage_text(), coverage_text(0.9)
+    ('95 %', '90 %')
+    """
+    return f"{100 * ci:.0f} %"
+
+
+def _signed(value: float) -> str:
+    """``value`` to 0.1 with its sign; one that rounds to zero is ``"0.0"``, not ``"-0.0"``."""
+    text = f"{value:+.1f}"
+    return "0.0" if float(text) == 0 else text
+
+
 def format_difference(row: Mapping[str, Any], scale: float = 100.0) -> str:
     """A :func:`compare_records` row's difference and interval in points, e.g.
-    ``"+4.1 [+2.0, +6.3]"`` (``"+4.1 [no interval]"`` for a single pair).
+    ``"+4.1 [+2.0, +6.3]"`` (``"+4.1 [no interval]"`` for a single pair). A number that
+    rounds to zero prints ``"0.0"``, without a sign.
 
     >>> format_difference({"difference": 0.041, "low": 0.02, "high": 0.063})
     '+4.1 [+2.0, +6.3]'
+    >>> format_difference({"difference": -0.0004, "low": -0.0204, "high": 0.0003})
+    '0.0 [-2.0, 0.0]'
     """
     low, high = float(row["low"]), float(row["high"])
     interval = ("no interval" if not (np.isfinite(low) and np.isfinite(high))
-                else f"{scale * low:+.1f}, {scale * high:+.1f}")
-    return f"{scale * float(row['difference']):+.1f} [{interval}]"
+                else f"{_signed(scale * low)}, {_signed(scale * high)}")
+    return f"{_signed(scale * float(row['difference']))} [{interval}]"

@@ -83,3 +83,43 @@ def test_table_2_rows_have_21_classes_and_agree_with_tables_1_3_4():
     ext_p = [r["mIoU"] for r in TABLE_2 if r["method"] == "GAIN_ext^p"]
     assert ext_p == [r["val mIoU"] for r in TABLE_4 if r["method"] == "GAIN_ext^p"
                      and r["extra labels"] in (200, 1464)]
+
+
+def test_quotes_read_the_tables():
+    # What the chapters print for the paper, against the paper's text (Secs. 4.2, 5.1-5.3).
+    assert paper.quote("table1.gain-sec-minus-sec.val") == "4.6"      # "by 4.6 ... percent"
+    assert paper.quote("table4.gain-ext-p-most.val") == "64.1"
+    assert paper.quote("table7.gain-ext-p-most.boat-masks") == "78"
+    assert paper.quote("table7.vgg.water-without-boat") == "30 %"
+    assert paper.quote("table8.gain-ext-b-most.accuracy") == "73.00 %"
+    assert paper.quote("camera.vgg.set2") == "close to 50 %"
+    assert paper.quote("voc.fewest-labels.share") == "1.9 %"
+    assert paper.quote("voc.most-labels.name") == "1.4K"
+    assert paper.quote("training.epochs") == "35"
+    # Table 6's CRF adds 4.5 (GAIN-SEC) to 5.9 points (SEC, GAIN_ext^b-SEC) of val mIoU.
+    assert (paper.quote("table6.crf-gain-least.val"), paper.quote("table6.crf-gain-most.val")) == (
+        "4.5", "5.9")
+    assert paper.TABLE_6_CRF_GAIN["GAIN_ext^p-SEC w/o CRF"] == 5.7
+
+
+def test_every_quote_key_is_well_formed_and_every_value_holds_a_number():
+    import re
+
+    word = r"[a-z][a-z0-9]*"
+    key = re.compile(rf"{word}(?:-{word})*(?:\.{word}(?:-{word})*)+")
+    assert paper.QUOTES
+    for name, text in paper.QUOTES.items():
+        assert key.fullmatch(name), name
+        assert re.search(r"\d", text), (name, text)
+
+
+def test_an_unknown_quote_names_the_key_and_its_neighbours():
+    with pytest.raises(KeyError, match="table7.gain.boat-water.*table7.gain.boat-without-water"):
+        paper.quote("table7.gain.boat-water")
+
+
+def test_count_name_and_share_are_the_papers_notation():
+    assert [paper.count_name(n) for n in (200, 1464, 6118)] == ["200", "1.4K", "6.1K"]
+    assert [paper.extra_label_share(n) for n in paper.EXTRA_LABEL_COUNTS] == [1.9, 3.8, 8.5, 13.8]
+    with pytest.raises(ValueError, match="paper_train"):
+        paper.extra_label_share(200, 0)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from gainbook.stats import Interval, bootstrap_mean, paired_bootstrap, verdict
+from gainbook.stats import (CONFIDENCE, Interval, bootstrap_mean, compare_records, coverage_text,
+                            format_difference, paired_bootstrap, verdict)
 
 
 def test_constant_difference_has_a_zero_width_interval():
@@ -158,3 +159,24 @@ def test_compare_records_without_draws_pairs_by_seed_alone():
     # one draw named in the records: still paired, but no between-draw resampling
     drawn = [{**r, "draw": 0} for r in records]
     assert compare_records(drawn, "acc", "new", "old")["groups"] == 1
+
+
+@pytest.mark.parametrize("row,expected", [
+    ({"difference": -0.0004, "low": -0.0004, "high": 0.0004}, "0.0 [0.0, 0.0]"),
+    ({"difference": 0.0004, "low": -0.02, "high": -0.0002}, "0.0 [-2.0, 0.0]"),
+    ({"difference": -0.0006, "low": -0.0006, "high": 0.0006}, "-0.1 [-0.1, +0.1]"),
+    ({"difference": -0.0, "low": float("nan"), "high": float("nan")}, "0.0 [no interval]"),
+])
+def test_format_difference_prints_no_signed_zero(row, expected):
+    assert format_difference(row) == expected
+
+
+def test_the_quoted_coverage_is_the_intervals_coverage():
+    # The text's "{stats}`coverage`" renders coverage_text(); it must be what the intervals use.
+    interval = paired_bootstrap([0.9, 0.8, 0.7], [0.5, 0.6, 0.4], n_boot=100)
+    assert interval.ci == CONFIDENCE and coverage_text() == f"{100 * interval.ci:.0f} %"
+    row = compare_records([{"method": m, "seed": s, "x": v} for m, vs in (("a", (1, 2, 4)), ("b", (0, 0, 1)))
+                           for s, v in enumerate(vs)], "x", "a", "b", pair=("seed",), group=None,
+                          n_boot=2000)
+    inner = paired_bootstrap([1, 2, 4], [0, 0, 1], n_boot=2000, ci=CONFIDENCE)
+    assert (row["low"], row["high"]) == (inner.low, inner.high)
