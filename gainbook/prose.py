@@ -2,19 +2,19 @@
 the text with MyST-NB's ``glue`` (``{glue:text}`key```), so that the text cannot drift from the
 tables (``tests/test_prose_numbers.py``).
 
-Records are the chapters' dicts (``{"method", "seed", <metric>: value, ...}``). A comparison
+Records are the chapters' dicts (``{"method", "draw", "seed", <metric>: value, ...}``). A comparison
 that was not run (another profile, a parameter that skips it) reads :data:`NOT_MEASURED`
 rather than failing, so a key the text refers to always exists.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from gainbook.stats import compare_records, format_difference
 
 __all__ = ["NOT_MEASURED", "subset", "mean_of", "paired", "pct", "points", "sign", "word",
-           "trend", "span", "side", "PlainText", "glue_texts"]
+           "trend", "span", "runs_text", "side", "PlainText", "glue_texts"]
 
 NOT_MEASURED = "not measured here"
 
@@ -99,6 +99,22 @@ def span(values: Sequence[float], unit: str = " %", scale: float = 100.0) -> str
     if f"{low:.1f}" == f"{high:.1f}":
         return f"{low:.1f}{unit}"
     return f"{low:.1f}–{high:.1f}{unit}"
+
+
+def runs_text(seeds: Sequence[int], draw_of: Callable[[int], int] | None = None) -> str:
+    """The runs behind a chapter's numbers, for its text.
+
+    >>> runs_text([0, 1, 2, 3, 4], lambda seed: seed % 2)
+    '5 runs: seeds 0, 1, 2, 3, 4 on training-set draws 0, 1, 0, 1, 0'
+    >>> runs_text([0])
+    '1 run: seed 0'
+    """
+    listed = ", ".join(map(str, seeds))
+    text = f"{len(seeds)} run{'s' * (len(seeds) != 1)}: seed{'s' * (len(seeds) != 1)} {listed}"
+    draws = [draw_of(seed) for seed in seeds] if draw_of else []
+    if len(set(draws)) > 1:
+        text += f" on training-set draws {', '.join(map(str, draws))}"
+    return text
 
 
 def side(row: Mapping[str, Any]) -> str:

@@ -11,9 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from gainbook.stats import decided_verdict, format_difference
+from gainbook.stats import coverage_text, decided_verdict, format_difference
 
-__all__ = ["Claim", "score", "scorecard", "paired_metrics"]
+__all__ = ["Claim", "score", "not_run", "scorecard", "paired_metrics"]
+
+# The column of our numbers; its coverage is the intervals' own (gainbook.stats.CONFIDENCE).
+_OURS = f"ours: difference in points [{coverage_text()} interval]"
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,19 @@ def score(claim: Claim, comparisons: Sequence[Mapping[str, Any]],
     else:
         verdict = _combined([decided_verdict(c) for c in comparisons])
     return {"claim": f"{claim.source}: {claim.claim}", "paper": claim.paper,
-            "ours: difference in points [95 % interval]": ours or "–", "verdict": verdict,
+            _OURS: ours or "–", "verdict": verdict,
             "chapter": claim.chapter}
+
+
+def not_run(claim: Claim, how: str) -> dict[str, Any]:
+    """A scorecard row for a claim this profile does not measure, saying ``how`` to measure it
+    (e.g. the chapter parameter that adds the runs), so the card still lists every claim.
+
+    >>> not_run(Claim("Table 3", "more boxes help", "61.1 -> 62.6", 3), "box_counts")["verdict"]
+    'not run on this profile (box_counts)'
+    """
+    return {"claim": f"{claim.source}: {claim.claim}", "paper": claim.paper,
+            _OURS: "–", "verdict": f"not run on this profile ({how})", "chapter": claim.chapter}
 
 
 def scorecard(rows: Sequence[Mapping[str, Any]]) -> Any:
