@@ -28,14 +28,18 @@ The thresholds are fixed before measuring (defaults of the functions), never fit
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass, field, replace
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from gainbook.cache import code_digest
 from gainbook.runs import DataSpec, RunSpec, load_split, train_runs
 from gainbook.studies import mining_scores
 from gainlib.data import iter_batches
@@ -252,24 +256,47 @@ def erasure_checks(model: nn.Module, dataset: Dataset, *, min_gap: float = 0.10,
 
 
 def measure_preconditions(classifier: RunSpec, cache_dir: str | os.PathLike | None = None, *,
-                          split: str = "val", device: str = "cpu",
-                          progress: bool = False) -> list[Precondition]:
+                          split: str = "val", device: str = "cpu", progress: bool = False,
+                          oracle: bool = True) -> list[Precondition]:
     """Every precondition of the Biased Boat claim for the classifier run ``classifier``.
 
     Trains (or loads from the run cache) the classifier and its oracle (:func:`oracle_spec`),
     then measures :func:`oracle_checks` on the oracle and :func:`mining_checks` and
     :func:`erasure_checks` on the classifier, on its ``split`` (default ``"val"``: held-out
     images of the training distribution, a quarter of the cost of ``"train"``, the images
-    attention mining sees while GAIN trains).
+    attention mining sees while GAIN trains). ``oracle=False`` leaves the oracle out (chapter
+    2 judges attention mining, not the bias).
+
+    The classifier's checks are stored beside its cached model, keyed by the split and by
+    this module's code, so a second chapter asking for them reads them instead of measuring
+    again (the deletion curves are most of a chapter's non-training time).
     """
     if classifier.train.mode != "classifier":
         raise ValueError(f"the preconditions are measured on a plain classifier run, got mode "
                          f"{classifier.train.mode!r}")
-    trained, oracle = train_runs([classifier, oracle_spec(classifier)], cache_dir, device=device,
-                                 progress=progress)
-    dataset = load_split(classifier.data, split)
-    return [*oracle_checks(oracle.model, classifier.data), *mining_checks(trained.model, dataset),
-            *erasure_checks(trained.model, dataset, seed=classifier.train.seed)]
+    specs = [classifier, oracle_spec(classifier)] if oracle else [classifier]
+    trained, *oracles = train_runs(specs, cache_dir, device=device, progress=progress)
+    stored = trained.path / f"preconditions-{split}-{code_digest(__name__)[:16]}.json"
+    if stored.exists():
+        checks = [Precondition(**fields) for fields in json.loads(stored.read_text())]
+    else:
+        dataset = load_split(classifier.data, split)
+        checks = [*mining_checks(trained.model, dataset),
+                  *erasure_checks(trained.model, dataset, seed=classifier.train.seed)]
+        _write_text_atomic(stored, json.dumps([asdict(check) for check in checks]))
+    found = [*oracle_checks(oracles[0].model, classifier.data)] if oracle else []
+    return found + checks
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    # A reader (another chapter's kernel) never sees half a file: write beside it, rename.
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
 
 
 def orientation_checks(records: Sequence[Mapping[str, Any]], *, oracle: Any, classifier: Any,

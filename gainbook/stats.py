@@ -275,7 +275,8 @@ def decided_verdict(row: Mapping[str, Any], *, min_runs: int = MIN_RUNS,
     """
     draws = row.get("groups") or 1
     if row["pairs"] < min_runs or draws < min_draws:
-        return (f"inconclusive ({row['pairs']} runs of {draws} data draw{'s' * (draws > 1)}; "
+        runs = f"{row['pairs']} run{'s' * (row['pairs'] != 1)}"
+        return (f"inconclusive ({runs} of {draws} data draw{'s' * (draws > 1)}; "
                 f"a verdict needs {min_runs} runs of {min_draws} draws)")
     return str(row["verdict"])
 

@@ -4,6 +4,7 @@ a model which reads the erasure itself, and the whole measurement on a tiny run.
 from __future__ import annotations
 
 import math
+import unittest.mock
 
 import numpy as np
 import pytest
@@ -135,5 +136,13 @@ def test_measure_preconditions_on_a_tiny_run(tmp_path):
         assert math.isfinite(check.value), check
         assert isinstance(check.passed, bool)
     assert len([p for p in tmp_path.glob("classifier-*") if p.is_dir()]) == 2   # classifier, oracle
+    # The classifier's checks are stored with it: asked again (another chapter), they are read.
+    stored = list(tmp_path.glob("classifier-*/preconditions-val-*.json"))
+    assert len(stored) == 1
+    with unittest.mock.patch("gainbook.preconditions.mining_checks",
+                             side_effect=AssertionError("measured again")):
+        again = measure_preconditions(spec, tmp_path, oracle=False)
+    assert [(c.name, c.value, c.detail) for c in again] == [
+        (c.name, c.value, c.detail) for c in checks if not c.name.startswith("oracle")]
     with pytest.raises(ValueError, match="plain classifier"):
         measure_preconditions(book_profile("ci").finetuned(0, "gain"), tmp_path)
