@@ -69,6 +69,10 @@ def test_bases_run_the_design_on_the_fc_head_and_on_gain_ext():
     # the FC head's own classifier, with the profile's widths; the GAP head's runs unchanged
     assert spec.backbone == spec.init.backbone == "small_cnn_fc"
     assert spec.widths == settings.widths and spec.gain.detach_weights
+    from gainbook.runs import build_model
+
+    head = build_model(spec).classifier.classifier     # the profile's widths, a 6x6 grid
+    assert head[2].in_features == settings.widths[-1] * 36
     assert design[1].method.spec(settings, 0).backbone == "small_cnn"
     assert len({row.method for row in design}) == len(design)
     with pytest.raises(ValueError, match="swaps the small CNN's head"):
