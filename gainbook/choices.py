@@ -28,6 +28,7 @@ from torch import nn
 from gainbook.chapters import GAIN, Method, extra_supervision
 from gainbook.paper import extra_label_count
 from gainbook.profiles import BookProfile
+from gainbook.runs import RunSpec
 from gainbook.stats import compare_records
 from gainbook.studies import mining_scores
 from gainlib.data import iter_batches
@@ -106,7 +107,7 @@ class OnBackbone(Method):
 
     backbone: str = "small_cnn_fc"
 
-    def spec(self, settings: BookProfile, seed: int) -> Any:
+    def spec(self, settings: BookProfile, seed: int) -> RunSpec:
         if settings.backbone != "small_cnn":
             raise ValueError(f"{self.name} swaps the small CNN's head; the profile trains "
                              f"{settings.backbone!r}, not 'small_cnn'")
