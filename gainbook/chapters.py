@@ -109,19 +109,23 @@ def setup(profile: str, **overrides: Any) -> BookProfile:
 DIVERGED_FILE = "diverged.json"
 
 
-def _diverged(error: BaseException) -> bool:
-    """Whether ``error`` (raised here or by a worker, then chained) is a run diverging."""
+def _divergence(error: BaseException | None) -> NonFiniteLossError | None:
+    """The :class:`~gainlib.trainer.NonFiniteLossError` behind ``error`` (raised here, or by a
+    worker and then chained), or ``None`` when ``error`` is not a run diverging."""
     while error is not None:
         if isinstance(error, NonFiniteLossError):
-            return True
+            return error
         error = error.__cause__
-    return False
+    return None
 
 
 def _train_recording_divergence(specs: Sequence[RunSpec], device: str) -> list[Trained | None]:
     """:func:`train_runs`, but a run whose loss or weights become non-finite is marked
     diverged in its cache folder (so a rebuild does not train it again) and returned as
-    ``None``. The runs train side by side; after a divergence, the rest one by one."""
+    ``None``. The runs train side by side; the pool stops at the first failure, naming the
+    run: that one is marked and the rest go on side by side again (from their checkpoints).
+    Only when the failure names none of them (a run they depend on, or a few runs trained in
+    this process) do they go on one by one, to find which diverged."""
     import json
 
     root = cache_root(None)
@@ -129,22 +133,34 @@ def _train_recording_divergence(specs: Sequence[RunSpec], device: str) -> list[T
     def marked(spec: RunSpec) -> bool:
         return (root / spec.key() / DIVERGED_FILE).exists()
 
-    try:
-        train_runs([s for s in specs if not marked(s)], device=device)
-    except Exception as error:   # the pool stops at the first failure: go on one by one
-        if not _diverged(error):
-            raise
-        for spec in specs:
-            if marked(spec):
+    def mark(spec: RunSpec, failure: NonFiniteLossError) -> None:
+        (root / spec.key()).mkdir(parents=True, exist_ok=True)
+        (root / spec.key() / DIVERGED_FILE).write_text(
+            json.dumps({"error": f"{type(failure).__name__}: {failure}"}))
+
+    pending = [s for s in specs if not marked(s)]
+    while pending:
+        try:
+            train_runs(pending, device=device)
+            break
+        except Exception as error:
+            failure = _divergence(error)
+            if failure is None:
+                raise
+            words = str(error).split()
+            named = {s.key() for s in pending if s.key() in words}
+            if len(named) == 1:     # the pool's message names the run that diverged
+                mark(next(s for s in pending if s.key() in named), failure)
+                pending = [s for s in pending if s.key() not in named]
                 continue
-            try:
-                train_runs([spec], device=device, progress=False)
-            except Exception as failure:
-                if not _diverged(failure):
-                    raise
-                (root / spec.key()).mkdir(parents=True, exist_ok=True)
-                (root / spec.key() / DIVERGED_FILE).write_text(
-                    json.dumps({"error": f"{type(failure).__name__}: {failure}"}))
+            for spec in pending:
+                try:
+                    train_runs([spec], device=device, progress=False)
+                except Exception as one:
+                    if (diverged := _divergence(one)) is None:
+                        raise
+                    mark(spec, diverged)
+            break
     return [None if marked(s) else train_runs([s], device=device, progress=False)[0]
             for s in specs]
 

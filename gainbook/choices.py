@@ -8,16 +8,28 @@ classifier, differing from the default run only in that factor), and :func:`choi
 measures one trained model the way chapter 7 compares them: classification in distribution
 and without context, the share of the attention on the object (threshold-free), what
 attention mining sees, and whether the run collapsed.
+
+The design runs on one or more bases (:data:`BASES`, :func:`base_method`): GAIN on the small
+CNN (its head pools globally), GAIN on the same CNN with a fully-connected head after the
+Grad-CAM layer (where the second-order term of trainable Grad-CAM weights has parameters to
+reach, as in the paper's VGG16), and GAIN_ext^p, on which the extra-supervision weight is
+measured. :func:`choice_design` crosses bases and factors, :func:`choice_records` scores
+every run and :func:`choice_verdicts` compares each level with its base's default.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import torch
 from torch import nn
 
-from gainbook.chapters import Method
+from gainbook.chapters import GAIN, Method, extra_supervision
+from gainbook.paper import extra_label_count
+from gainbook.profiles import BookProfile
+from gainbook.runs import RunSpec
+from gainbook.stats import compare_records, decided_verdict
 from gainbook.studies import mining_scores
 from gainlib.data import iter_batches
 from gainlib.metrics import attention_mass
@@ -25,7 +37,10 @@ from gainlib.models import eval_mode
 from gainlib.presets import PRESETS, preset_fields
 from gainlib.trainer import evaluate
 
-__all__ = ["FACTORS", "PROFILE_FACTORS", "PROFILE_LEVELS", "COLLAPSE_MAP", "choice_methods", "choice_scores", "object_attention"]
+__all__ = ["FACTORS", "PROFILE_FACTORS", "PROFILE_LEVELS", "COLLAPSE_MAP", "MARGIN", "BASES",
+           "EXT_PAPER_COUNT", "OnBackbone", "Level", "base_method", "choice_methods",
+           "choice_design", "choice_scores", "choice_records", "choice_verdicts",
+           "object_attention"]
 
 #: factor -> levels other than gainlib's default, each ``(label, GainConfig fields)``.
 FACTORS: dict[str, list[tuple[str, dict[str, Any]]]] = {
@@ -69,6 +84,57 @@ PROFILE_LEVELS: dict[str, dict[str, tuple[str, ...]]] = {
 #: scenes a constant answer scores about 0.3-0.4).
 COLLAPSE_MAP = 0.5
 
+#: The smallest difference that counts: one point (of attention share or mAP).
+MARGIN = 0.01
+
+#: What the design can be run on (chapter 7's ``bases``): GAIN on the small CNN as the other
+#: chapters train it (global average pooling before the MLP head), GAIN on the same CNN with a
+#: fully-connected head after the Grad-CAM layer (:class:`gainlib.models.SmallCNN`,
+#: ``head="fc"``; its own chapter-1 classifier), and GAIN_ext^p with masks on chapter 3's
+#: largest count (:data:`EXT_PAPER_COUNT`).
+BASES: tuple[str, ...] = ("GAIN", "GAIN, FC head", "GAIN_ext^p")
+
+#: GAIN_ext^p's images with masks: the paper's 1,464 of 10,582 (Table 1, chapter 3's largest
+#: count), scaled to the training set (:func:`gainbook.paper.extra_label_count`).
+EXT_PAPER_COUNT = 1464
+
+
+@dataclass(frozen=True)
+class OnBackbone(Method):
+    """A :class:`~gainbook.chapters.Method` trained on another backbone than the profile's,
+    from that backbone's own classifier (e.g. ``"small_cnn_fc"``: the profile's small CNN
+    with a fully-connected head, same widths)."""
+
+    backbone: str = "small_cnn_fc"
+
+    def spec(self, settings: BookProfile, seed: int) -> RunSpec:
+        if settings.backbone != "small_cnn":
+            raise ValueError(f"{self.name} swaps the small CNN's head; the profile trains "
+                             f"{settings.backbone!r}, not 'small_cnn'")
+        return super().spec(replace(settings, backbone=self.backbone), seed)
+
+
+def base_method(name: str, n_train: int) -> Method:
+    """The method :data:`BASES` names, for a training set of ``n_train`` images (the count of
+    GAIN_ext^p's masks)."""
+    if name == "GAIN":
+        return GAIN
+    if name == "GAIN, FC head":
+        return OnBackbone("GAIN (FC head)", "gain", backbone="small_cnn_fc")
+    if name == "GAIN_ext^p":
+        return extra_supervision("p", extra_label_count(EXT_PAPER_COUNT, n_train))
+    raise KeyError(f"unknown base {name!r}; choose from {list(BASES)}")
+
+
+class Level(NamedTuple):
+    """One row of the design: ``method`` is ``base`` with ``factor`` at ``level`` (the base's
+    own row has factor ``"default"`` and level ``"gainlib"``)."""
+
+    base: Method
+    factor: str
+    level: str
+    method: Method
+
 
 def choice_methods(base: Method, factors: Sequence[str],
                    levels: Mapping[str, Sequence[str]] | None = None,
@@ -93,10 +159,17 @@ def choice_methods(base: Method, factors: Sequence[str],
             if factor in levels and level not in levels[factor]:
                 continue
             gain = tuple(sorted({**dict(base.gain), **fields}.items()))
-            name = f"{base.short}, {factor}: {level}"
-            rows.append((factor, level, Method(name, base.mode, base.pixel_labels,
-                                               base.box_labels, gain)))
+            # replace keeps the base's class and backbone (OnBackbone)
+            rows.append((factor, level, replace(base, name=f"{base.short}, {factor}: {level}",
+                                                gain=gain)))
     return rows
+
+
+def choice_design(bases: Sequence[Method], factors: Sequence[str],
+                  levels: Mapping[str, Sequence[str]] | None = None) -> list[Level]:
+    """:func:`choice_methods` of every base, as :class:`Level` rows (each base's own row
+    first)."""
+    return [Level(base, *row) for base in bases for row in choice_methods(base, factors, levels)]
 
 
 def object_attention(model: nn.Module, scenes: Any, batch_size: int = 64) -> float:
@@ -126,3 +199,39 @@ def choice_scores(model: nn.Module, splits: Mapping[str, Any]) -> dict[str, floa
     scores.update({"s(I)": mining["s(I)"], "s(I*)": mining["s(I*)"],
                    "collapsed": float(scores["mAP val"] < COLLAPSE_MAP)})
     return scores
+
+
+def choice_records(design: Sequence[Level], models: Mapping[Method, Mapping[int, nn.Module | None]],
+                   splits: Mapping[str, Any], draw_of: Callable[[int], int] | None = None,
+                   ) -> list[dict[str, Any]]:
+    """One record per design row and seed: ``base`` (its label), ``factor``, ``level``,
+    ``method``, ``seed`` (and its training-set ``draw``, given ``draw_of``) and
+    :func:`choice_scores`; a diverged run (model ``None``) has only ``collapsed`` 1."""
+    return [{"base": row.base.label, "factor": row.factor, "level": row.level,
+             "method": row.method, **({"draw": draw_of(seed)} if draw_of else {}), "seed": seed,
+             **({"collapsed": 1.0} if model is None else choice_scores(model, splits))}
+            for row in design for seed, model in models[row.method].items()]
+
+
+def choice_verdicts(design: Sequence[Level], records: Sequence[Mapping[str, Any]],
+                    models: Mapping[Method, Mapping[int, nn.Module | None]],
+                    measures: Sequence[str] = ("attention on object", "mAP val"),
+                    margin: float = MARGIN) -> list[dict[str, Any]]:
+    """Every level against its base's default on ``measures``: the paired difference over
+    runs (seed and draw) with its bootstrap interval and the verdict on "better by more than
+    ``margin``" (:func:`gainbook.stats.compare_records`); ``"diverged"`` when a run of the
+    level or of its base diverged."""
+    rows = []
+    for row in design:
+        if row.method == row.base:
+            continue
+        diverged = None in models[row.method].values() or None in models[row.base].values()
+        for measure in measures:
+            if diverged:
+                found = {"metric": measure, "verdict": "diverged"}
+            else:   # below 5 runs of 2 draws: "inconclusive", whatever the interval
+                found = compare_records(records, measure, row.method, row.base, margin=margin)
+                found["verdict"] = decided_verdict(found)
+            rows.append({"base": row.base.label, "factor": row.factor, "level": row.level,
+                         **found})
+    return rows

@@ -202,7 +202,8 @@ def load_split(data: DataSpec, split: str) -> Dataset:
 def build_model(spec: RunSpec) -> GAIN:
     """The untrained GAIN network of ``spec`` (seeded with the run's seed)."""
     torch.manual_seed(spec.train.seed)
-    kwargs = {"widths": spec.widths} if spec.backbone == "small_cnn" and spec.widths else {}
+    small = spec.backbone in ("small_cnn", "small_cnn_fc")
+    kwargs = {"widths": spec.widths} if small and spec.widths else {}
     classifier, layer = build_classifier(spec.backbone, spec.data.num_classes, weights=spec.weights,
                                          **kwargs)
     return GAIN(classifier, layer, spec.gain)

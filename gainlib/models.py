@@ -72,7 +72,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Literal, Mapping
 from urllib.parse import urlparse
 
 import torch
@@ -113,6 +113,8 @@ TARGET_LAYERS: dict[str, str] = {
     "densenet_small": "features",
     # SmallCNN.features, [B, widths[-1], H/8, W/8].
     "small_cnn": "features",
+    # The same network with a fully-connected head after the target layer (SmallCNN, head="fc").
+    "small_cnn_fc": "features",
     # The ReLU6 after the head's 1x1 conv (320 -> 1280) and BatchNorm, [B, 1280, H/32, W/32].
     "efficientnet_lite0": "_head_act",
 }
@@ -128,6 +130,7 @@ HEAD_LAYERS: dict[str, str] = {
     "densenet161": "classifier",
     "densenet_small": "classifier",
     "small_cnn": "classifier.4",
+    "small_cnn_fc": "classifier.4",
     "efficientnet_lite0": "_fc",
 }
 
@@ -159,8 +162,18 @@ class SmallCNN(nn.Module):
 
     ``features`` is ``len(widths)`` blocks of ``conv3x3 -> BatchNorm -> ReLU`` with a
     2x2 max-pool between consecutive blocks, so its stride is ``2 ** (len(widths) - 1)``
-    (8 by default: a 64 px input gives an 8x8 Grad-CAM map).  ``classifier`` is global
-    average pooling followed by ``Linear -> ReLU -> Linear``.
+    (8 by default: a 64 px input gives an 8x8 Grad-CAM map).  ``classifier`` is
+    ``pool -> flatten -> Linear -> ReLU -> Linear``, its pool set by ``head``:
+
+    * ``"gap"`` (default): global average pooling. ``ds^c / df`` is then the same at every
+      position of the feature map, and the Grad-CAM weight of Eq. 1, ``w^c = GAP(ds^c / df)``,
+      is the head's product ``W2[c] diag(ReLU') W1`` (divided by ``h w``).
+    * ``"fc"``: average pooling to a ``grid x grid`` map that is flattened, so the hidden
+      Linear has its own weights for every cell of the feature map (VGG's head: pool5 to 7x7,
+      then fully-connected layers). ``ds^c / df`` then differs from position to position and
+      its GAP, the Grad-CAM weight, mixes the head's per-cell weights: the head where
+      trainable Grad-CAM weights can matter (the paper's VGG16). The feature map must be at
+      least ``grid`` pixels on a side (adaptive pooling of a smaller map repeats pixels).
 
     Constraint (do not break it when editing): nothing after ``features`` may mix the
     images of a batch -- no BatchNorm, no batch statistics.  Batched Grad-CAM
@@ -174,6 +187,9 @@ class SmallCNN(nn.Module):
         widths: channel widths of the conv blocks (default ``(32, 64, 128, 128)``).
         hidden: width of the hidden layer of the MLP head.
         in_channels: input channels.
+        head: ``"gap"`` (global average pooling) or ``"fc"`` (a ``grid x grid`` map,
+            flattened).
+        grid: cells per side of the ``"fc"`` head's pooled map (ignored for ``"gap"``).
 
     Shapes:
         ``forward(x)``: ``x [B, in_channels, H, W]`` -> logits ``[B, num_classes]``.
@@ -186,12 +202,18 @@ class SmallCNN(nn.Module):
         widths: tuple[int, ...] | list[int] = (32, 64, 128, 128),
         hidden: int = 128,
         in_channels: int = 3,
+        head: Literal["gap", "fc"] = "gap",
+        grid: int = 6,
     ) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if len(widths) < 1:
             raise ValueError("widths must contain at least one block width")
+        if head not in ("gap", "fc"):
+            raise ValueError(f"head must be 'gap' or 'fc', got {head!r}")
+        if grid < 1:
+            raise ValueError(f"grid must be >= 1, got {grid}")
         layers: list[nn.Module] = []
         c_in = in_channels
         for i, c_out in enumerate(widths):
@@ -206,14 +228,16 @@ class SmallCNN(nn.Module):
             ]
             c_in = c_out
         self.features = nn.Sequential(*layers)
+        cells = 1 if head == "gap" else grid
         self.classifier = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),
+            nn.AdaptiveAvgPool2d(cells),
             nn.Flatten(1),
-            nn.Linear(c_in, hidden),
+            nn.Linear(c_in * cells * cells, hidden),
             nn.ReLU(inplace=False),
             nn.Linear(hidden, num_classes),
         )
         self.num_classes = num_classes
+        self.head = head
         self.stride = 2 ** (len(widths) - 1)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -559,7 +583,8 @@ def build_classifier(
 
     Args:
         name: one of :data:`TARGET_LAYERS` (``vgg16``, ``vgg11``, ``resnet18/50/101``,
-            ``densenet121/161``, ``densenet_small``, ``small_cnn``, ``efficientnet_lite0``).
+            ``densenet121/161``, ``densenet_small``, ``small_cnn``, ``small_cnn_fc``
+            (:class:`SmallCNN` with ``head="fc"``), ``efficientnet_lite0``).
         num_classes: number of output logits.
         weights: ``None`` (random init, the default: nothing is downloaded);
             ``"DEFAULT"`` or a torchvision weight-enum name (``"IMAGENET1K_V1"``,
@@ -568,13 +593,13 @@ def build_classifier(
             path to a local state dict (``os.PathLike``, or a string ending in
             ``.pth``/``.pt``/``.ckpt``/``.bin`` or containing a ``/``; an ImageNet one with a
             1000-way head or a saved model with any head size; ``{"state_dict": ...}``
-            wrappers and ``module.`` prefixes are accepted).  ``small_cnn`` and
+            wrappers and ``module.`` prefixes are accepted).  ``small_cnn(_fc)`` and
             ``densenet_small`` only accept ``None`` or a path; ``efficientnet_lite0``
             accepts ``"DEFAULT"`` too: ImageNet weights read from the installed
             ``gainlib[pretrained]`` extra, never downloaded (see the module notes).
         **kwargs: passed to the torchvision builder (e.g. ``dropout`` for VGG,
             ``memory_efficient`` for DenseNet) or to :class:`SmallCNN` (``widths``,
-            ``hidden``, ``in_channels``) or :class:`EfficientNetLite0` (``dropout``);
+            ``hidden``, ``in_channels``, ``grid``) or :class:`EfficientNetLite0` (``dropout``);
             ``progress`` (bool) controls the download bar.
 
     Returns:
@@ -601,8 +626,9 @@ def build_classifier(
 
     # 1. Architecture with its original head (1000-way for torchvision models) so that
     #    ImageNet state dicts load strictly.
-    if name == "small_cnn":
-        model: nn.Module = SmallCNN(num_classes, **kwargs)
+    if name in ("small_cnn", "small_cnn_fc"):
+        model: nn.Module = SmallCNN(num_classes, head="fc" if name == "small_cnn_fc" else "gap",
+                                    **kwargs)
     elif name == "efficientnet_lite0":
         model = EfficientNetLite0(**kwargs)
     elif name == "densenet_small":
@@ -637,7 +663,7 @@ def build_classifier(
                                  f"got weights={weights!r}: use 'DEFAULT', None or a path")
             load_checked_state_dict(model, _efficientnet_lite0_imagenet_state(),
                                     f"{_LITE0_PACKAGE}/{_LITE0_FILE}")
-        elif name in ("small_cnn", "densenet_small"):
+        elif name in ("small_cnn", "small_cnn_fc", "densenet_small"):
             raise ValueError(
                 f"{name} has no pretrained weights; got weights={weights!r}: "
                 "pass None or a path to a local .pth state dict"

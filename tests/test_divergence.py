@@ -32,3 +32,37 @@ def test_by_default_a_divergence_stops_the_chapter(exploding):
     settings, _ = exploding
     with pytest.raises(Exception, match="non-finite"):
         method_runs(settings, [GAIN], log=False)
+
+
+class _Spec:
+    def __init__(self, name):
+        self.name = name
+
+    def key(self):
+        return f"gain-{self.name}"
+
+
+def test_after_a_divergence_the_other_runs_still_train_side_by_side(tmp_path, monkeypatch):
+    # The pool stops at the first failure and names the run: that run is marked, the others
+    # are handed to the pool again together, not trained one by one in this process.
+    import gainbook.chapters as chapters
+    from gainlib.trainer import NonFiniteLossError
+
+    monkeypatch.setenv("GAIN_BOOK_CACHE", str(tmp_path))
+    specs = [_Spec(name) for name in ("a", "b", "bad", "c", "d")]
+    calls = []
+
+    def train_runs(batch, device="cpu", progress=True):
+        calls.append(([s.name for s in batch], progress))
+        for spec in batch:
+            if spec.name == "bad":
+                raise RuntimeError(f"training {len(batch)} runs: run {spec.key()} failed in a "
+                                   "worker process") from NonFiniteLossError("loss is nan")
+        return [spec.name for spec in batch]
+
+    monkeypatch.setattr(chapters, "train_runs", train_runs)
+    got = chapters._train_recording_divergence(specs, "cpu")
+    assert got == ["a", "b", None, "c", "d"]
+    assert calls[:2] == [(["a", "b", "bad", "c", "d"], True), (["a", "b", "c", "d"], True)]
+    assert all(not progress and len(batch) == 1 for batch, progress in calls[2:])   # loads
+    assert "NonFiniteLossError: loss is nan" in (tmp_path / "gain-bad" / DIVERGED_FILE).read_text()

@@ -157,6 +157,29 @@ def test_small_cnn_head_does_not_mix_images():
         torch.testing.assert_close(g_batch[b : b + 1], g_b)
 
 
+def test_fc_head_gives_the_gradcam_weights_a_gradient_that_varies_by_position():
+    # Eq. 1: w^c = GAP(ds^c / df). After global pooling ds^c/df is the same at every position;
+    # the "fc" head (a 6x6 grid, flattened) has its own weights per cell, so it is not, and
+    # the second-order term of the map reaches the per-cell weights of the hidden Linear.
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 48, 48)
+    for head, varies in (("gap", False), ("fc", True)):
+        model, layer = build_classifier("small_cnn" if head == "gap" else "small_cnn_fc", 3,
+                                        widths=(4, 8), hidden=8)
+        assert model.head == head and layer == "features"
+        logits, act = _capture(model, layer, x)
+        (g,) = torch.autograd.grad(logits[:, 0].sum(), act, create_graph=True)
+        spread = (g - g.mean((2, 3), keepdim=True)).abs().amax()
+        assert (spread > 1e-6) == varies, head
+    hidden = model.classifier[2]
+    assert hidden.in_features == 8 * 6 * 6 and HEAD_LAYERS["small_cnn_fc"] == "classifier.4"
+    cam = torch.relu((g.mean((2, 3), keepdim=True) * act).sum(1))
+    (g_hidden,) = torch.autograd.grad(cam.sum(), hidden.weight)
+    assert g_hidden.abs().sum() > 0
+    with pytest.raises(ValueError, match="head must be 'gap' or 'fc', got 'mlp'"):
+        SmallCNN(3, head="mlp")
+
+
 def test_unknown_model_and_layer_errors():
     with pytest.raises(ValueError, match="unknown model 'vgg19'.*known models:.*small_cnn.*vgg16"):
         build_classifier("vgg19", 3)
