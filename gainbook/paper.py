@@ -250,6 +250,9 @@ def _quotes() -> dict[str, str]:
             f"{float(gain_sec['val mIoU']) - float(sec['val mIoU']):.1f}",
         # Table 1: GAIN_ext^{b,p} with the most labels (732 boxes + 732 masks), val mIoU.
         "table1.gain-ext-bp-most.val": f"{mixed['val mIoU']:.1f}",
+        # Table 6: GAIN-SEC without the CRF, val mIoU.
+        "table6.gain-sec-no-crf.val":
+            f"{_row(TABLE_6, 'GAIN-SEC w/o CRF')['val mIoU']:.1f}",
         # Table 6 against Tables 1, 3-4: the fewest and most points the CRF adds to SEC.
         "table6.crf-gain-least.val": f"{min(TABLE_6_CRF_GAIN.values()):.1f}",
         "table6.crf-gain-most.val": f"{max(TABLE_6_CRF_GAIN.values()):.1f}",
