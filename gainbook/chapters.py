@@ -246,25 +246,29 @@ def one_class_images(scenes: Any, count: int = 6) -> Shown:
 
 def positive_control(settings: BookProfile, extra: Method, draws: Sequence[int], *,
                      device: str = "cpu") -> list[dict[str, Any]]:
-    """Train and score the positive control (:class:`~gainlib.data.DecoyShapes`): for every
-    data draw and seed, the :data:`ORACLE` (trained where the corner patch tells nothing; on
-    the first seed of each draw only, as it checks a precondition and compares with nothing),
-    the classifier continued on the shortcut data, and ``extra`` (GAIN_ext with masks on a few
-    of its images), each scored on the draw's ``test`` split (the patch random) and, for the
+    """Train and score the positive control (:class:`~gainlib.data.DecoyShapes`): every seed
+    on one data draw (seed ``s`` on ``draws[s % len(draws)]``, new images and a new draw of the
+    images whose masks feed S_e, as the scenes' seeds are spread over training-set draws),
+    the :data:`ORACLE` (trained where the corner patch tells nothing; on the first seed of
+    each draw only, as it checks a precondition and compares with nothing), the classifier
+    continued on the shortcut data, and ``extra`` (GAIN_ext with masks on a few of its
+    images), each scored on its draw's ``test`` split (the patch random) and, for the
     shortcut's hold, on its ``val`` split (the patch as in training).
 
     Returns:
-        One record per (method, draw, seed): :func:`gainbook.studies.decoy_scores` on test,
-        and ``"val accuracy"``.
+        One record per (method, seed): ``"draw"``, :func:`gainbook.studies.decoy_scores` on
+        test, and ``"val accuracy"``.
     """
     from gainbook.studies import decoy_scores
 
-    plan = {}
-    for draw in draws:
+    plan, first = {}, {}
+    for seed in settings.seeds:
+        draw = draws[seed % len(draws)]
+        first.setdefault(draw, seed)
         biased = replace(settings, data=replace(settings.data, seed=draw))
         unbiased = replace(biased, data=replace(biased.data, shortcut_strength=0.25))
         for method, where in ((ORACLE, unbiased), (CONTINUED, biased), (extra, biased)):
-            for seed in settings.seeds[:1] if method == ORACLE else settings.seeds:
+            if method != ORACLE or first[draw] == seed:
                 plan[method, draw, seed] = (biased.data, method.spec(where, seed))
     runs = train_runs([spec for _, spec in plan.values()], device=device)
     records = []

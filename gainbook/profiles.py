@@ -99,8 +99,7 @@ class Profile:
         scenes: the synthetic scenes of chapters 1-5 (or VOC at the paper's scale).
         camera, workpiece: the orientation studies of chapter 6 (Sec. 5.2-5.3).
         decoy: the positive control of chapter 5 (:class:`~gainlib.data.DecoyShapes`): its
-            ``seeds`` are model seeds, each trained on every data draw of
-            :data:`DECOY_DATA_DRAWS`.
+            ``seeds`` are model seeds, spread over the data draws of :data:`DECOY_DATA_DRAWS`.
         segmentation: fields of :class:`gainbook.segmentation_runs.SegmentationSpec` other than
             data, framework, cues and seed.
     """
@@ -227,8 +226,8 @@ def orientation_profile(study: Literal["camera", "workpiece"], name: str,
     return _with_overrides(getattr(_profile(name), study), overrides)
 
 
-#: The data seeds of the positive control: every model seed is trained on each draw (new
-#: images, and a new draw of the images whose masks feed S_e).
+#: The data seeds of the positive control: seed ``s`` trains on draw ``s % 2`` (new images, and
+#: a new draw of the images whose masks feed S_e), five runs over two draws as in the scenes.
 DECOY_DATA_DRAWS = (0, 1)
 
 

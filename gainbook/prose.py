@@ -101,8 +101,9 @@ def span(values: Sequence[float], unit: str = " %", scale: float = 100.0) -> str
     return f"{low:.1f}–{high:.1f}{unit}"
 
 
-def runs_text(seeds: Sequence[int], draw_of: Callable[[int], int] | None = None) -> str:
-    """The runs behind a chapter's numbers, for its text.
+def runs_text(seeds: Sequence[int], draw_of: Callable[[int], int] | None = None,
+              what: str = "training-set draws") -> str:
+    """The runs behind a chapter's numbers, for its text (``what``: the draws' name).
 
     >>> runs_text([0, 1, 2, 3, 4], lambda seed: seed % 2)
     '5 runs: seeds 0, 1, 2, 3, 4 on training-set draws 0, 1, 0, 1, 0'
@@ -111,9 +112,9 @@ def runs_text(seeds: Sequence[int], draw_of: Callable[[int], int] | None = None)
     """
     listed = ", ".join(map(str, seeds))
     text = f"{len(seeds)} run{'s' * (len(seeds) != 1)}: seed{'s' * (len(seeds) != 1)} {listed}"
-    draws = [draw_of(seed) for seed in seeds] if draw_of else []
-    if len(set(draws)) > 1:
-        text += f" on training-set draws {', '.join(map(str, draws))}"
+    drawn = [draw_of(seed) for seed in seeds] if draw_of else []
+    if len(set(drawn)) > 1:
+        text += f" on {what} {', '.join(map(str, drawn))}"
     return text
 
 
