@@ -30,16 +30,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from gainbook.cache import code_digest
+from gainbook.cache import code_digest, write_text_atomic
 from gainbook.runs import DataSpec, RunSpec, load_split, train_runs
 from gainbook.studies import mining_scores
 from gainlib.data import iter_batches
@@ -283,20 +281,9 @@ def measure_preconditions(classifier: RunSpec, cache_dir: str | os.PathLike | No
         dataset = load_split(classifier.data, split)
         checks = [*mining_checks(trained.model, dataset),
                   *erasure_checks(trained.model, dataset, seed=classifier.train.seed)]
-        _write_text_atomic(stored, json.dumps([asdict(check) for check in checks]))
+        write_text_atomic(stored, json.dumps([asdict(check) for check in checks]))
     found = [*oracle_checks(oracles[0].model, classifier.data)] if oracle else []
     return found + checks
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    # A reader (another chapter's kernel) never sees half a file: write beside it, rename.
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
 
 
 #: What the orientation oracle must reach on set 2 (:func:`orientation_checks`).

@@ -55,6 +55,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from gainbook.cache import write_text_atomic
 from gainbook.paper import (TABLE_1_EXTRA, TABLE_1_IMAGE_LEVEL, TABLE_3, TABLE_4, TABLE_7,
                             TABLE_7_BOAT_MASKS, VOC_TRAIN_IMAGES, count_name, extra_label_count)
 from gainbook.profiles import BookProfile, book_profile
@@ -84,6 +85,7 @@ RESULTS_PATH = _REPOSITORY / "book" / "reproduction" / "results.json"
 OWN_FRAMEWORK_PAPER: dict[str, Any] = {"network": "deeplabv3", "weights": "IMAGENET1K_V1",
                                        "epochs": 19, "batch_size": 10, "lr": 5e-4, "momentum": 0.3,
                                        "weight_decay": 5e-4, "lr_step": 1.89}
+
 
 @dataclass(frozen=True)
 class AttentionRun:
@@ -425,9 +427,7 @@ def save_results(results: dict[str, Any], path: str | os.PathLike = RESULTS_PATH
     """Write a reproduction's ``results`` (JSON-able) to ``path``; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=1, default=str))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(results, indent=1, default=str))
     return path
 
 
