@@ -50,7 +50,8 @@ class DataSpec:
         context_bias: P(an object sits on its usual context) in the synthetic training and
             ``val`` splits (0.5: context tells nothing about the labels).
         shortcut_strength: orientation data: P(the lighting follows the class) in the
-            training domain (the training set's bias); ``"decoy"``
+            training domain (the training set's bias; 0: always from a random direction);
+            ``"decoy"``
             (:class:`~gainlib.data.DecoyShapes`, the positive control): P(the corner patch has
             the class's colour) in ``train`` and ``val`` (1 / 4 = the patch tells nothing: the
             oracle's data).
@@ -61,9 +62,12 @@ class DataSpec:
             splits do not change with it, so runs of several draws are scored on the same
             held-out images (:meth:`gainbook.profiles.BookProfile.draw_of`).
         voc_root: the prepared VOC tree (``data_scripts/get_voc.py``).
-        design: synthetic scenes only: their layout and palettes, a name in
+        design: synthetic scenes: their layout and palettes, a name in
             :data:`gainlib.data.render_scenes.SCENE_DESIGNS` (``"v1"``, ``"v2"``) or a
-            :class:`~gainlib.data.render_scenes.SceneDesign`.
+            :class:`~gainlib.data.render_scenes.SceneDesign`; orientation data: how far the
+            shifted domain moves the object, a name in
+            :data:`gainlib.data.render_orientation.ORIENTATION_DESIGNS` or an
+            :class:`~gainlib.data.render_orientation.OrientationDesign`.
     """
 
     dataset: Literal["synthetic", "camera", "workpiece", "decoy", "voc"] = "synthetic"
@@ -74,7 +78,7 @@ class DataSpec:
     shortcut_strength: float = 0.95
     seed: int = 0
     voc_root: str | None = None
-    design: Any = "v1"      # str | SceneDesign (imported lazily, as the data modules are)
+    design: Any = "v1"      # str | SceneDesign | OrientationDesign (imported lazily)
     train_draw: int = 0
 
     def __post_init__(self) -> None:
@@ -175,7 +179,7 @@ def load_split(data: DataSpec, split: str) -> Dataset:
         return SyntheticOrientation(split, n, variant=data.dataset, image_size=data.image_size,
                                     seed=data.split_seed(split),
                                     shortcut_strength=data.shortcut_strength,
-                                    mask_from_box=data.dataset == "camera")
+                                    mask_from_box=data.dataset == "camera", design=data.design)
     if data.dataset == "decoy":
         from gainlib.data import DecoyShapes
 

@@ -23,6 +23,7 @@ from gainlib.data import (
     uniform_saliency,
     validate_sample,
 )
+from gainlib.data.render_orientation import ORIENTATION_DESIGNS, OrientationDesign
 from gainlib.data.render_scenes import (CLASSES, NEUTRAL_GREY, SCENE_DESIGNS, SceneDesign, plan_scene,
                                         scene_design)
 
@@ -373,3 +374,39 @@ def test_camera_masks_can_be_the_filled_boxes():
         np.testing.assert_array_equal(boxes.masks[i], expected)
         assert (boxes.masks[i][pixels.masks[i] > 0] == pixels.masks[i][pixels.masks[i] > 0]).all()
     np.testing.assert_array_equal(boxes.images, pixels.images)
+
+
+# sha256 of SyntheticOrientation train and test_shifted (8 images each, 48 px, seed 0, no
+# prior, camera then workpiece): images, masks and object masks, as rendered before
+# OrientationDesign existed.
+ORIENTATION_V1_DIGEST = "48034a6229b69d36df2cf59f848584e8d1255af067b8a6f1a16ede200289ee86"
+
+
+def test_the_v1_orientation_design_renders_the_published_images_byte_for_byte():
+    h = hashlib.sha256()
+    for variant in ("camera", "workpiece"):
+        for split in ("train", "test_shifted"):
+            d = SyntheticOrientation(split, 8, variant=variant, image_size=48, saliency=None)
+            for array in (d.images, d.masks, d.object_masks):
+                h.update(np.ascontiguousarray(array).tobytes())
+    assert h.hexdigest() == ORIENTATION_V1_DIGEST
+    assert SyntheticOrientation("train", 1, saliency=None).design == ORIENTATION_DESIGNS["v1"]
+
+
+def test_orientation_designs_move_only_the_shifted_domain():
+    for name, design in ORIENTATION_DESIGNS.items():
+        train = {v: SyntheticOrientation("train", 6, variant="workpiece", image_size=48,
+                                         saliency=None, design=v) for v in ("v1", name)}
+        assert np.array_equal(train["v1"].images, train[name].images)   # training domain
+        shifted = SyntheticOrientation("test_shifted", 40, image_size=48, saliency=None,
+                                       design=design)
+        low, high = design.shifted_scale
+        size = shifted.statistics()["object_fraction"]
+        assert 1.5 * low ** 2 < size < 4 * high ** 2, (name, size)   # a camera ~ 2.3 s^2
+    with pytest.raises(ValueError, match="shifted_scale"):
+        OrientationDesign(shifted_scale=(0.3, 0.2))
+    with pytest.raises(ValueError, match="shifted_squash"):
+        OrientationDesign(shifted_squash=(0.5, 1.2))
+    with pytest.raises(KeyError, match="unknown orientation design"):
+        SyntheticOrientation("train", 1, design="v9")
+    assert OrientationDesign(shifted_rotation=0.1).changes() == {"shifted_rotation": 0.1}

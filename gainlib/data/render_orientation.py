@@ -7,20 +7,22 @@ boxes of the paper's Fig. 8). Two variants:
 * ``camera`` -- 2 classes (0 and 180 degrees), like the industrial camera of Sec. 5.2.
 * ``workpiece`` -- 4 classes (0, 90, 180, 270 degrees), like the workpiece of Sec. 5.3.
 
-Two domains:
+Three domains:
 
 * ``train`` ("office"): warm desk background, large object, small pose jitter, and lighting
   whose direction follows the orientation class with probability ``shortcut_strength`` (the
   photos of each orientation were taken in their own session). The paper attributes the
   plain classifier's failure to "severe bias in the Training Set"; this lamp is our explicit,
   documented stand-in for that bias.
+* ``lamp``: the training domain with the lamp always from a random direction: the bias
+  broken and nothing else changed (the counterfactual test of the bias alone).
 * ``shifted`` ("factory"): dark cluttered background, smaller object, stronger rotation and
   foreshortening (another viewpoint), a colour cast, and lighting from a random direction.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 import numpy as np
@@ -28,12 +30,80 @@ import numpy as np
 from gainlib.data import drawing as d
 
 Variant = Literal["camera", "workpiece"]
-Domain = Literal["train", "shifted"]
+Domain = Literal["train", "lamp", "shifted"]
 
 ORIENTATION_CLASSES: dict[str, tuple[str, ...]] = {
     "camera": ("rot0", "rot180"),
     "workpiece": ("rot0", "rot90", "rot180", "rot270"),
 }
+
+
+@dataclass(frozen=True)
+class OrientationDesign:
+    """How far the shifted domain ("factory") moves the object from the training domain.
+
+    The lamp always comes from a random direction in the shifted domain; the designs differ in
+    what else moves.
+
+    Attributes:
+        shifted_background: ``"factory"`` (dark, striped, metal bars) or ``"desk"`` (the
+            training domain's).
+        shifted_colour_cast: multiply each channel by a random factor in [0.85, 1.15].
+        shifted_scale: range of the object's half-size as a share of the image side in the
+            shifted domain (the training domain's is (0.3, 0.36)).
+        shifted_rotation: largest pose jitter in the shifted domain, radians (training: 0.12).
+        shifted_squash: range of the horizontal foreshortening (another viewpoint; 1 = none).
+        shifted_centre_jitter: largest offset of the object's centre, as a share of the side
+            (training: 0.06).
+    """
+
+    shifted_background: Literal["factory", "desk"] = "factory"
+    shifted_colour_cast: bool = True
+    shifted_scale: tuple[float, float] = (0.2, 0.26)
+    shifted_rotation: float = 0.35
+    shifted_squash: tuple[float, float] = (0.7, 1.0)
+    shifted_centre_jitter: float = 0.15
+
+    def __post_init__(self) -> None:
+        if self.shifted_background not in ("factory", "desk"):
+            raise ValueError(f"shifted_background must be 'factory' or 'desk', got "
+                             f"{self.shifted_background!r}")
+        low, high = self.shifted_scale
+        if not 0.05 <= low <= high <= 0.45:
+            raise ValueError(f"shifted_scale must satisfy 0.05 <= low <= high <= 0.45 (the object "
+                             f"stays in the image), got {self.shifted_scale}")
+        low, high = self.shifted_squash
+        if not 0.3 <= low <= high <= 1.0:
+            raise ValueError(f"shifted_squash must satisfy 0.3 <= low <= high <= 1, got "
+                             f"{self.shifted_squash}")
+        if not 0.0 <= self.shifted_rotation <= np.pi / 4:
+            raise ValueError(f"shifted_rotation must be in [0, pi/4] (half a workpiece class), "
+                             f"got {self.shifted_rotation}")
+        if not 0.0 <= self.shifted_centre_jitter <= 0.2:
+            raise ValueError(f"shifted_centre_jitter must be in [0, 0.2], got "
+                             f"{self.shifted_centre_jitter}")
+
+    def changes(self) -> dict[str, object]:
+        """The fields that differ from v1's, ``{name: value}``."""
+        v1 = OrientationDesign()
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) != getattr(v1, f.name)}
+
+
+ORIENTATION_DESIGNS: dict[str, OrientationDesign] = {
+    # v1: the shifted domain changes scale and viewpoint too (the first published benchmark).
+    "v1": OrientationDesign(),
+}
+
+
+def orientation_design(design: "str | OrientationDesign") -> OrientationDesign:
+    """``design`` itself, or the :data:`ORIENTATION_DESIGNS` entry of that name."""
+    if isinstance(design, OrientationDesign):
+        return design
+    if design not in ORIENTATION_DESIGNS:
+        raise KeyError(f"unknown orientation design {design!r}; choose from "
+                       f"{sorted(ORIENTATION_DESIGNS)} or pass an OrientationDesign")
+    return ORIENTATION_DESIGNS[design]
 
 
 @dataclass
@@ -98,24 +168,25 @@ def _workpiece(canvas, u, v, rng):
 
 
 def render_orientation(rng: np.random.Generator, variant: Variant, label: int, domain: Domain,
-                       size: int, shortcut_strength: float) -> RenderedOrientation:
+                       size: int, shortcut_strength: float,
+                       design: OrientationDesign = ORIENTATION_DESIGNS["v1"]) -> RenderedOrientation:
     """Draw one image of orientation class ``label`` in ``domain`` at ``size x size`` pixels."""
     n_classes = len(ORIENTATION_CLASSES[variant])
     xx, yy = d.pixel_centres(size)
     s = size / 64.0
     step = 2 * np.pi / n_classes                           # 180 or 90 degrees per class
-    if domain == "train":
+    if domain in ("train", "lamp"):
         canvas = _desk(rng, xx, yy, s)
         scale = size * rng.uniform(0.3, 0.36)
         angle = label * step + rng.uniform(-0.12, 0.12)
         squash, centre_jitter = 1.0, 0.06
-        aligned = rng.random() < shortcut_strength
+        aligned = rng.random() < shortcut_strength and domain == "train"
         light = label * step if aligned else rng.uniform(0, 2 * np.pi)
     elif domain == "shifted":
-        canvas = _factory(rng, xx, yy, s)
-        scale = size * rng.uniform(0.2, 0.26)
-        angle = label * step + rng.uniform(-0.35, 0.35)
-        squash, centre_jitter = rng.uniform(0.7, 1.0), 0.15
+        canvas = (_factory if design.shifted_background == "factory" else _desk)(rng, xx, yy, s)
+        scale = size * rng.uniform(*design.shifted_scale)
+        angle = label * step + rng.uniform(-design.shifted_rotation, design.shifted_rotation)
+        squash, centre_jitter = rng.uniform(*design.shifted_squash), design.shifted_centre_jitter
         light = rng.uniform(0, 2 * np.pi)
     else:
         raise ValueError(f"unknown domain {domain!r}")
@@ -130,7 +201,7 @@ def render_orientation(rng: np.random.Generator, variant: Variant, label: int, d
     # the object's rotation, so an aligned lamp sits on the marker's side).
     ramp = ((xx - size / 2) * float(np.cos(light)) - (yy - size / 2) * float(np.sin(light))) / size
     canvas = canvas * (1.0 + 0.6 * ramp)[..., None]
-    if domain == "shifted":
+    if domain == "shifted" and design.shifted_colour_cast:
         canvas = canvas * rng.uniform(0.85, 1.15, 3).astype(np.float32)
 
     mask = np.where(critical, label + 1, 0).astype(np.uint8)

@@ -15,8 +15,9 @@ Two datasets, both following the sample protocol (:mod:`gainlib.data.protocol`):
 :class:`SyntheticOrientation`
     Orientation of a near-symmetric object whose class shows only through a small marker and
     gap (Sec. 5.2 camera: 2 classes; Sec. 5.3 / Table 8 workpiece: 4 classes). Splits:
-    ``train`` and ``test_same`` (training domain) and ``test_shifted`` (other scale,
-    viewpoint, background and lighting). Masks and boxes mark the critical area, as the
+    ``train`` and ``test_same`` (training domain), ``test_shifted`` (other scale,
+    viewpoint, background and lighting) and ``test_lamp`` (the training domain with the
+    lamp from a random direction: the bias broken, nothing else changed). Masks and boxes mark the critical area, as the
     paper's boxes do.
 
 Sample ``i`` of a split depends only on ``(seed, dataset, split, i)`` and the generation
@@ -36,7 +37,13 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from gainlib.data.protocol import IMAGENET_MEAN, IMAGENET_STD
-from gainlib.data.render_orientation import ORIENTATION_CLASSES, Variant, render_orientation
+from gainlib.data.render_orientation import (
+    ORIENTATION_CLASSES,
+    OrientationDesign,
+    Variant,
+    orientation_design,
+    render_orientation,
+)
 from gainlib.data.render_scenes import (CLASSES, CONTEXTS, SceneDesign, SplitKind, plan_scene,
                                         render_scene, scene_design)
 from gainlib.data.saliency import SaliencyPrior, spectral_residual_saliency
@@ -64,6 +71,9 @@ ORIENTATION_SPLITS: dict[str, tuple[str, int, int]] = {
     "train": ("train", 700, 2000),          # the paper's camera set: 350 images per class
     "test_same": ("train", 100, 500),       # "Testing Set 1": same distribution
     "test_shifted": ("shifted", 100, 500),  # "Testing Set 2": other viewpoint and background
+    # Testing Set 1 with the lamp from a random direction: the bias alone, broken (not a
+    # split of the paper's; it separates the bias from the domain shift)
+    "test_lamp": ("lamp", 100, 500),
 }
 
 
@@ -252,17 +262,24 @@ class SyntheticOrientation(_SyntheticBase):
     """Orientation classification under domain shift (Sec. 5.2 camera, Sec. 5.3 workpiece).
 
     Args:
-        split: one of :data:`ORIENTATION_SPLITS` (``train``, ``test_same``, ``test_shifted``).
+        split: one of :data:`ORIENTATION_SPLITS` (``train``, ``test_same``, ``test_shifted``,
+            ``test_lamp``).
         n: number of images (default from :data:`ORIENTATION_SPLITS`); classes are balanced
             (image ``i`` has class ``i % K``).
         variant: ``"camera"`` (2 classes: 0/180 degrees) or ``"workpiece"`` (4 classes).
         image_size: side in pixels.
         shortcut_strength: in the training domain, P(the lighting direction follows the
-            class); the stand-in for the paper's "severe bias in the Training Set". The
+            class); otherwise it comes from a random direction, so 0 (not 1 / K) is the
+            unbiased lamp: at 1 / K it still points exactly at the class in 1 / K of the
+            images. The stand-in for the paper's "severe bias in the Training Set". The
             shifted domain always lights from a random direction.
         mask_from_box: make ``mask`` the filled box rather than the critical area's own
             pixels: the camera study's labels, "bounding boxes ... converted to pixel-level
             masks" (Sec. 5.2).
+        design: how far the shifted domain moves the object, a name in
+            :data:`~gainlib.data.render_orientation.ORIENTATION_DESIGNS` or an
+            :class:`~gainlib.data.render_orientation.OrientationDesign` (``"v1"``: scale and
+            viewpoint change with the background).
         seed, saliency, transforms: as for :class:`SyntheticScenes`.
 
     ``mask`` and ``boxes`` mark the critical area (marker and gap) with the class, like the
@@ -273,7 +290,7 @@ class SyntheticOrientation(_SyntheticBase):
 
     def __init__(self, split: str = "train", n: int | None = None, *, variant: Variant = "camera",
                  image_size: int = 64, shortcut_strength: float = 0.95, mask_from_box: bool = False,
-                 seed: int = 0, saliency: SaliencyPrior | None = spectral_residual_saliency,
+                 design: str | OrientationDesign = "v1", seed: int = 0, saliency: SaliencyPrior | None = spectral_residual_saliency,
                  transforms: Transform | None = None,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
         if split not in ORIENTATION_SPLITS:
@@ -283,11 +300,13 @@ class SyntheticOrientation(_SyntheticBase):
         domain, n_camera, n_workpiece = ORIENTATION_SPLITS[split]
         self.split, self.variant, self.domain = split, variant, domain
         self.image_size, self.seed, self.shortcut_strength = image_size, seed, shortcut_strength
+        self.design = orientation_design(design)
         self.classes = ORIENTATION_CLASSES[variant]
         k = len(self.classes)
         count = (n_camera if variant == "camera" else n_workpiece) if n is None else n
         rendered = [render_orientation(_sample_rng(seed, f"orientation-{variant}", split, i),
-                                       variant, i % k, domain, image_size, shortcut_strength)
+                                       variant, i % k, domain, image_size, shortcut_strength,
+                                       self.design)
                     for i in range(count)]
         size = (count, image_size, image_size)
         self.images = np.stack([r.image for r in rendered]) if rendered else np.zeros((*size, 3), np.uint8)
