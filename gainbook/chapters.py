@@ -21,6 +21,7 @@ from gainbook.runs import RunSpec, load_split, train_runs
 from gainlib.trainer import Mode, NonFiniteLossError, evaluate
 
 __all__ = ["Method", "CLASSIFIER", "CONTINUED", "GAIN", "ORACLE", "extra_supervision", "setup",
+           "PROTOCOL_VARIANTS", "protocol_variant",
            "positive_control",
            "method_runs", "train_methods", "map_records", "Shown", "one_class_images"]
 
@@ -38,6 +39,12 @@ class Method:
         pixel_labels, box_labels: images whose mask / boxes feed the S_e stream (GAIN_ext).
         gain: :class:`~gainlib.gain.GainConfig` fields that differ from the defaults, as
             ``(name, value)`` pairs (e.g. ``(("alpha", 0.0),)`` for S_cl + S_e only).
+        train: :class:`~gainlib.trainer.TrainConfig` fields that differ from the profile's,
+            as pairs (e.g. ``(("ext_sampling", "natural"),)``).
+        start: ``"classifier"``: fine-tuned from the baseline classifier (the paper's start
+            from a trained network); ``"scratch"``: every stream from the first step, from
+            random weights, for the classifier's and the fine-tune's epochs together
+            (:meth:`~gainbook.profiles.BookProfile.from_scratch`).
     """
 
     name: str
@@ -45,6 +52,8 @@ class Method:
     pixel_labels: int = 0
     box_labels: int = 0
     gain: tuple[tuple[str, Any], ...] = ()
+    train: tuple[tuple[str, Any], ...] = ()
+    start: Literal["classifier", "scratch"] = "classifier"
 
     @property
     def kind(self) -> ExtraKind | None:
@@ -64,9 +73,20 @@ class Method:
         return self.pixel_labels + self.box_labels
 
     @property
+    def variant(self) -> str:
+        """How the run departs from the chapters' protocol, e.g. ``"from scratch"`` (``""``
+        for none)."""
+        parts = ["from scratch"] if self.start == "scratch" else []
+        parts += [f"S_e {value}" if name == "ext_sampling" else f"{name} {value}"
+                  for name, value in self.train]
+        return ", ".join(parts)
+
+    @property
     def label(self) -> str:
-        """The name tables show, e.g. ``"GAIN_ext^p (19)"``."""
-        return f"{self.short} ({self.extra_labels})" if self.kind else self.name
+        """The name tables show, e.g. ``"GAIN_ext^p (19)"`` or ``"GAIN_ext^p (19), from
+        scratch"``."""
+        label = f"{self.short} ({self.extra_labels})" if self.kind else self.name
+        return f"{label}, {self.variant}" if self.variant else label
 
     def __str__(self) -> str:
         return self.label
@@ -75,8 +95,10 @@ class Method:
         """The run of this method for ``seed`` under ``settings``."""
         if self.mode is None:
             return settings.classifier(seed)
-        return settings.finetuned(seed, self.mode, pixel_labels=self.pixel_labels,
-                                  box_labels=self.box_labels, **dict(self.gain))
+        start = settings.from_scratch if self.start == "scratch" else settings.finetuned
+        spec = start(seed, self.mode, pixel_labels=self.pixel_labels,
+                     box_labels=self.box_labels, **dict(self.gain))
+        return replace(spec, train=replace(spec.train, **dict(self.train))) if self.train else spec
 
 
 CLASSIFIER = Method("classifier", None)
@@ -93,6 +115,23 @@ def extra_supervision(kind: ExtraKind, n: int, **gain: Any) -> Method:
     pixel, boxes = {"p": (n, 0), "b": (0, n), "b,p": ((n + 1) // 2, n // 2)}[kind]
     return Method("GAIN_ext", "gain_ext", pixel_labels=pixel, box_labels=boxes,
                   gain=tuple(sorted(gain.items())))
+
+
+#: The protocol variants chapter 3 can train beside a GAIN_ext method (its ``protocol``
+#: parameter): S_e at its natural rate instead of cycling through the labelled images, and
+#: every stream from random weights instead of fine-tuning the classifier (#16, item 5).
+PROTOCOL_VARIANTS: dict[str, dict[str, Any]] = {
+    "natural": {"train": (("ext_sampling", "natural"),)},
+    "scratch": {"start": "scratch"},
+}
+
+
+def protocol_variant(method: Method, variant: str) -> Method:
+    """``method`` trained under one of :data:`PROTOCOL_VARIANTS`."""
+    if variant not in PROTOCOL_VARIANTS:
+        raise KeyError(f"unknown protocol variant {variant!r}; choose from "
+                       f"{sorted(PROTOCOL_VARIANTS)}")
+    return replace(method, **PROTOCOL_VARIANTS[variant])
 
 
 def setup(profile: str, **overrides: Any) -> BookProfile:

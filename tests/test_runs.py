@@ -211,3 +211,25 @@ def test_the_pretrained_profile_fine_tunes_the_imagenet_network():
     assert (spec.backbone, spec.weights, spec.widths) == ("efficientnet_lite0", "DEFAULT", None)
     assert spec.init.weights == "DEFAULT" and settings.data.image_size == 128
     assert PROFILES["pretrained"].camera == PROFILES["default"].camera
+
+
+def test_protocol_variants_change_only_their_setting():
+    from gainbook.chapters import extra_supervision, protocol_variant
+
+    profile = book_profile("ci")
+    reference = extra_supervision("p", 5)
+    natural = protocol_variant(reference, "natural")
+    scratch = protocol_variant(reference, "scratch")
+    assert (reference.label, natural.label, scratch.label) == (
+        "GAIN_ext^p (5)", "GAIN_ext^p (5), S_e natural", "GAIN_ext^p (5), from scratch")
+    base = reference.spec(profile, 0)
+    assert base.train.ext_sampling == "cycle" and base.init == profile.classifier(0)
+    assert natural.spec(profile, 0) == dataclasses.replace(
+        base, train=dataclasses.replace(base.train, ext_sampling="natural"))
+    fresh = scratch.spec(profile, 0)
+    assert fresh.init is None and fresh.train.mode == "gain_ext" and fresh.pixel_labels == 5
+    assert fresh.train.epochs == profile.classifier_epochs + profile.finetune_epochs
+    assert fresh.train.lr == profile.classifier_lr and fresh.gain == base.gain
+    assert len({base.key(), natural.spec(profile, 0).key(), fresh.key()}) == 3
+    with pytest.raises(KeyError, match="unknown protocol variant"):
+        protocol_variant(reference, "longer")
