@@ -37,6 +37,8 @@ def test_chapter_code_fits_the_page_and_setup_cells_are_hidden(chapter):
             for line in "".join(cell["source"]).splitlines() if len(line) > 88]
     assert not long, f"code lines over 88 characters: {long[:3]}"
     assert cells[0]["cell_type"] == "markdown", "a chapter opens with prose"
+    ids = [cell.get("id") for cell in cells]     # nbformat 4.5: papermill and nbval need them
+    assert None not in ids and len(set(ids)) == len(ids), "every cell has its own id"
     for cell in cells:
         source = "".join(cell["source"])
         tags = cell["metadata"].get("tags", [])
