@@ -50,6 +50,12 @@ def _combined(verdicts: Sequence[str]) -> str:
     return verdicts[0] if verdicts else "not measured"
 
 
+#: A difference whose whole interval lies within this of zero is negligible, whatever its sign:
+#: one point on the [0, 1] metrics the chapters compare (chapter 7's margin,
+#: :data:`gainbook.choices.MARGIN`). A claim that reproduces only by such differences says so.
+NEGLIGIBLE = 0.01
+
+
 def score(claim: Claim, comparisons: Sequence[Mapping[str, Any]],
           preconditions: Sequence[Any] = ()) -> dict[str, Any]:
     """One scorecard row: ``claim`` judged on the :func:`~gainbook.stats.compare_records` rows
@@ -57,12 +63,17 @@ def score(claim: Claim, comparisons: Sequence[Mapping[str, Any]],
 
     The verdict is "not testable here (...)" when a precondition failed (naming it),
     "reproduces" when every comparison holds, "does not reproduce" when none does, "partly
-    reproduces" when some do, and "inconclusive (...)" when none is decided.
+    reproduces" when some do, and "inconclusive (...)" when none is decided. "Reproduces" on
+    differences whose intervals all lie within :data:`NEGLIGIBLE` of zero adds "(direction
+    only: every interval within a point of zero)": the sign is the paper's, the size is not.
 
     >>> row = {"metric": "iou", "difference": 0.05, "low": 0.02, "high": 0.08, "pairs": 10,
     ...        "groups": 2, "verdict": "holds"}
-    >>> score(Claim("Table 1", "GAIN's attention beats CAM's", "55.3 vs 50.7", 2), [row])["verdict"]
+    >>> claim = Claim("Table 1", "GAIN's attention beats CAM's", "55.3 vs 50.7", 2)
+    >>> score(claim, [row])["verdict"]
     'reproduces'
+    >>> score(claim, [{**row, "difference": 0.002, "low": 0.001, "high": 0.004}])["verdict"]
+    'reproduces (direction only: every interval within a point of zero)'
     """
     failed = [p.name for p in preconditions if not p.passed]
     ours = "; ".join(f"{c['metric']}: {format_difference(c)} ({c['pairs']} run{'s' * (c['pairs'] != 1)})"
@@ -71,6 +82,9 @@ def score(claim: Claim, comparisons: Sequence[Mapping[str, Any]],
         verdict = f"not testable here (failed: {'; '.join(failed)})"
     else:
         verdict = _combined([decided_verdict(c) for c in comparisons])
+        if verdict == "reproduces" and all(
+                max(abs(c["low"]), abs(c["high"])) < NEGLIGIBLE for c in comparisons):
+            verdict += " (direction only: every interval within a point of zero)"
     return {"claim": f"{claim.source}: {claim.claim}", "paper": claim.paper,
             _OURS: ours or "–", "verdict": verdict,
             "chapter": claim.chapter}

@@ -32,6 +32,17 @@ def test_a_clear_loss_does_not_reproduce_and_a_mix_partly_does():
     assert score(CLAIM, [_row(0.2), _row(-0.2)])["verdict"] == "partly reproduces"
 
 
+def test_a_gain_that_holds_but_stays_under_a_point_reproduces_in_direction_only():
+    tiny = [{"method": m, "seed": s, "draw": d, "acc": 0.5 + (0.004 if m == "ext" else 0.0)
+             + 0.0001 * ((s * 7 + d * 3) % 5)}
+            for m in ("ext", "gain") for s in range(5) for d in range(2)]
+    row = compare_records(tiny, "acc", "ext", "gain")
+    assert row["verdict"] == "holds" and row["high"] < 0.01
+    assert score(CLAIM, [row])["verdict"] == (
+        "reproduces (direction only: every interval within a point of zero)")
+    assert score(CLAIM, [row, _row(0.2)])["verdict"] == "reproduces"   # one large enough
+
+
 def test_three_seeds_of_one_draw_decide_nothing_however_large_the_gap():
     row = _row(0.3, seeds=3, draws=1)
     assert row["verdict"] == "holds"                      # the interval alone would say so
