@@ -8,6 +8,7 @@ import hashlib
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
@@ -225,6 +226,37 @@ def test_v2_counterfactual_splits_stay_counterfactual():
     assert has_boat.sum() == 30 and not (has_boat & has_water).any() and (has_boat | has_water).all()
     no_context = SyntheticScenes("no_context", 60, image_size=48, design="v2", saliency=None)
     assert not no_context.context_maps.any() and no_context.labels.sum(1).min() >= 1
+
+
+def test_v3_adds_a_smaller_second_instance_in_the_biased_splits_only():
+    # What attention mining needs: the attention may peak on one instance and leave another.
+    def instances(kind: str, design: str = "v3") -> list[int]:
+        rng = np.random.default_rng(3)
+        plans = [plan_scene(rng, kind, 0.98, i, SCENE_DESIGNS[design]) for i in range(2000)]
+        counts = []
+        for plan in plans:
+            objects = [s.cls for s in plan.slots if s is not None and s.kind == "object"]
+            counts += [objects.count(c) for c in set(objects)]
+        return counts
+
+    counts = instances("biased")
+    assert max(counts) == 2 and 0.3 < np.mean(np.array(counts) == 2) < 0.5   # free slots cap it
+    assert max(instances("biased", "v2")) == 1
+    for kind in ("no_context", "biased_boat"):       # the counterfactual splits stay as in v2
+        assert max(instances(kind)) == 1
+    scenes = SyntheticScenes("train", 200, image_size=64, design="v3", saliency=None)
+    areas = []                                       # each object's pixels, per class and image
+    for mask in scenes.masks:
+        for c in np.unique(mask)[1:]:
+            labelled, n = ndimage.label(mask == c)
+            if n == 2:
+                small, large = sorted(np.bincount(labelled.ravel())[1:])
+                areas.append(small / large)
+    assert areas and np.median(areas) < 0.8          # the second instance is the smaller
+    with pytest.raises(ValueError, match="second_instance"):
+        SceneDesign(second_instance=2.0)
+    with pytest.raises(ValueError, match="second_scale"):
+        SceneDesign(second_scale=0.2)
 
 
 def test_scene_designs_are_checked():

@@ -20,7 +20,7 @@ effect of each change.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Callable, Literal
 
 import numpy as np
@@ -56,6 +56,11 @@ class SceneDesign:
             water" counterfactual).
         grey_free: palettes that keep away from :data:`NEUTRAL_GREY`: a more saturated ground
             and a darker road (v1's ground could be almost grey).
+        second_instance: P(a present object of the biased splits has a second instance of its
+            class in a free slot), drawn ``second_scale`` times as large, so that the
+            classifier's attention can peak on one instance and leave the other's evidence
+            below the soft mask's threshold (what attention mining needs; v1: never).
+        second_scale: the second instance's size relative to a first one's.
         mean, std: the images' normalisation (:func:`gainlib.data.build_sample`); erased pixels of
             the masked image (Eq. 3) take the ``mean`` colour. ``None``: ImageNet's, whose mean,
             HSV ~ (0.10, 0.16, 0.49), lies inside v1's ground palette.
@@ -66,6 +71,8 @@ class SceneDesign:
     decoy_rate: float = DECOY_RATE
     decoys_on_context: bool = False
     grey_free: bool = False
+    second_instance: float = 0.0
+    second_scale: float = 0.7
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
 
@@ -76,6 +83,10 @@ class SceneDesign:
                              f"its slot), got {self.object_scale}")
         if not 0.5 <= self.part_scale <= 2.0:
             raise ValueError(f"part_scale must be in [0.5, 2], got {self.part_scale}")
+        if not 0.0 <= self.second_instance <= 1.0:
+            raise ValueError(f"second_instance must be a probability, got {self.second_instance}")
+        if not 0.5 <= self.second_scale <= 1.0:
+            raise ValueError(f"second_scale must be in [0.5, 1], got {self.second_scale}")
         if not 0.0 <= self.decoy_rate <= 1.0:
             raise ValueError(f"decoy_rate must be a probability, got {self.decoy_rate}")
         if (self.mean is None) != (self.std is None):
@@ -100,6 +111,9 @@ SCENE_DESIGNS: dict[str, SceneDesign] = {
                       # ground's colour: erasing to it would again read as ground.
                       mean=NEUTRAL_GREY, std=(0.25, 0.18, 0.19)),
 }
+# v3: v2 with a second, smaller instance of a present class in half the cases, the first
+# design on which the classifier's erased images still hold something to mine (at 64 px).
+SCENE_DESIGNS["v3"] = replace(SCENE_DESIGNS["v2"], second_instance=0.5)
 
 
 def scene_design(design: "str | SceneDesign") -> SceneDesign:
@@ -117,6 +131,7 @@ class SlotContent:
     kind: Literal["object", "orphan_context", "decoy"]
     cls: int                         # class index (for an orphan patch: whose context it is)
     on_context: bool = False         # objects (and v2's decoys): drawn on their class's context patch
+    scale: float = 1.0               # size relative to design.object_scale (a second instance)
 
 
 @dataclass
@@ -171,6 +186,11 @@ def plan_scene(rng: np.random.Generator, kind: SplitKind, context_bias: float, i
             present = sorted(rng.choice(present, MAX_OBJECTS, replace=False).tolist())
         for c in present:
             put(SlotContent("object", c, on_context=bool(rng.random() < context_bias)))
+        if design.second_instance > 0:     # v1 draws nothing here: its scenes stay as they were
+            for c in present:
+                if rng.random() < design.second_instance:
+                    put(SlotContent("object", c, on_context=bool(rng.random() < context_bias),
+                                    scale=design.second_scale))
         for c in rng.permutation(n_classes):
             if c not in present and rng.random() < 1.0 - context_bias:
                 put(SlotContent("orphan_context", int(c)))
@@ -379,7 +399,8 @@ def render_scene(rng: np.random.Generator, plan: ScenePlan, size: int,
             canvas[rows, cols][patch] = texture[patch]
             context_map[rows, cols][patch] = content.cls + 1
         if content.kind != "orphan_context":
-            frames[i] = d.Frame(cx, cy, scale=slot * rng.uniform(*design.object_scale),
+            size_of = slot * rng.uniform(*design.object_scale) * content.scale
+            frames[i] = d.Frame(cx, cy, scale=size_of,
                                 angle=rng.uniform(-0.15, 0.15), mirror=bool(rng.random() < 0.5))
     for _ in range(int(rng.integers(DISTRACTORS[0], DISTRACTORS[1] + 1))):
         _distractor(canvas, xx, yy, rng, s)
