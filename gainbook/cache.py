@@ -190,6 +190,12 @@ class CachedRun:
         """Runs that must be in the cache before this one trains."""
         return []
 
+    def cost(self) -> float:
+        """A rough relative cost of training this run, for scheduling only: :func:`fill`
+        starts the runs with the longest chains of work first, so that a short run, not a long
+        one, is what keeps one worker busy while the other is idle."""
+        return 1.0
+
     def build(self) -> nn.Module:
         """The untrained network (seeded)."""
         raise NotImplementedError
@@ -347,8 +353,13 @@ def fill(specs: Sequence[CachedRun], cache_dir: str | os.PathLike | None = None,
     keys = list(todo)
     after = [sorted({keys.index(d.key()) for d in s.dependencies() if d.key() in todo})
              for s in todo.values()]
+    # A run's priority: its cost plus that of the longest chain of runs waiting on it.
+    chain = [spec.cost() for spec in todo.values()]
+    for i in reversed(range(len(keys))):    # each run comes after the runs it depends on
+        for d in after[i]:
+            chain[d] = max(chain[d], todo[keys[d]].cost() + chain[i])
     results = run_in_processes(_train_job, [(s, str(root), device) for s in todo.values()],
-                               workers=workers, after=after, progress=progress,
+                               workers=workers, after=after, priority=chain, progress=progress,
                                describe=lambda job: f"run {job[0].key()}",
                                desc=f"training {len(todo)} runs")
     return {k: seconds for k, (_, seconds) in zip(keys, results)}

@@ -100,13 +100,15 @@ atexit.register(close_workers)
 
 def run_in_processes(function: Callable[[Item], Any], items: Sequence[Item], *, workers: int,
                      threads: int | None = None, after: Sequence[Sequence[int]] | None = None,
-                     progress: bool = True, describe: Callable[[Item], str] = str,
+                     priority: Sequence[float] | None = None, progress: bool = True,
+                     describe: Callable[[Item], str] = str,
                      desc: str = "runs") -> list[tuple[Any, float]]:
     """``function(item)`` for every item, in ``workers`` processes; ``(result, seconds)`` in order.
 
     ``function`` must be importable (a module-level function) and its items picklable.
     ``after[i]`` lists the items (by index, each before ``i``) that must finish before item
-    ``i`` starts; an item starts as soon as they have. At most ``workers`` items run at a time,
+    ``i`` starts; an item starts as soon as they have, the ready item of highest ``priority``
+    first (default: in order). At most ``workers`` items run at a time,
     so a dead worker's run is known. With one worker, or fewer than :data:`MIN_ITEMS` items,
     everything runs here, in order, with this process's threads. ``threads`` is each worker's
     torch thread count (default: this process's count divided among the workers, at least 1).
@@ -124,6 +126,12 @@ def run_in_processes(function: Callable[[Item], Any], items: Sequence[Item], *, 
         raise ValueError(f"workers must be at least 1, got {workers}")
     if len(after) != len(items) or any(not 0 <= d < i for i, a in enumerate(after) for d in a):
         raise ValueError("after[i] must list indices of earlier items, one list per item")
+    if priority is not None and len(priority) != len(items):
+        raise ValueError(f"priority must give one number per item ({len(items)}), "
+                         f"got {len(priority)}")
+    # The order in which ready items start: highest priority first, ties in the given order.
+    order = (sorted(range(len(items)), key=lambda i: -priority[i]) if priority is not None
+             else range(len(items)))
     bar = tqdm(total=len(items), desc=desc, disable=not progress or not items, leave=False)
     results: list[tuple[Any, float] | None] = [None] * len(items)
     if workers == 1 or len(items) < MIN_ITEMS:
@@ -136,12 +144,12 @@ def run_in_processes(function: Callable[[Item], Any], items: Sequence[Item], *, 
     running: dict[Future, int] = {}
     try:
         while any(r is None for r in results):
-            for i, item in enumerate(items):
+            for i in order:
                 if len(running) >= workers:
                     break
                 if (results[i] is None and i not in running.values()
                         and all(results[d] is not None for d in after[i])):
-                    running[pool.submit(_call, (function, item))] = i
+                    running[pool.submit(_call, (function, items[i]))] = i
             done, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for future in done:
                 i = running.pop(future)

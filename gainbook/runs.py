@@ -63,7 +63,7 @@ class DataSpec:
             held-out images (:meth:`gainbook.profiles.BookProfile.draw_of`).
         voc_root: the prepared VOC tree (``data_scripts/get_voc.py``).
         design: synthetic scenes: their layout and palettes, a name in
-            :data:`gainlib.data.render_scenes.SCENE_DESIGNS` (``"v1"``, ``"v2"``) or a
+            :data:`gainlib.data.render_scenes.SCENE_DESIGNS` (``"v1"``, ``"v2"``, ``"v3"``) or a
             :class:`~gainlib.data.render_scenes.SceneDesign`; orientation data: how far the
             shifted domain moves the object, a name in
             :data:`gainlib.data.render_orientation.ORIENTATION_DESIGNS` or an
@@ -137,6 +137,12 @@ class RunSpec(CachedRun):
 
     def dependencies(self) -> list[CachedRun]:
         return [self.init] if self.init is not None else []
+
+    def cost(self) -> float:
+        # Pixels seen; an attention step (S_cl, Grad-CAM and S_am) costs the book's runs about
+        # 3.7 classifier steps.
+        seen = self.train.epochs * self.data.n_train * self.data.image_size ** 2
+        return seen * (1.0 if self.train.mode == "classifier" else 3.7)
 
     def total_epochs(self) -> int:
         """Epochs of this run and of the runs it was fine-tuned from."""

@@ -109,6 +109,10 @@ class SegmentationSpec(CachedRun):
     def dependencies(self) -> list[CachedRun]:
         return [self.cues_from] if self.cues_from is not None else []
 
+    def cost(self) -> float:
+        # Pixels seen, in the units of RunSpec.cost: an epoch costs about three classifier epochs.
+        return 3.0 * self.epochs * self.data.n_train * self.data.image_size ** 2
+
     def build(self) -> nn.Module:
         return build_segmentation_network(self)
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from gainbook.cache import CachedRun, load_or_train, train_all, training_modules
+from gainbook.cache import CachedRun, fill, load_or_train, train_all, training_modules
 from gainbook.profiles import book_profile
 from gainbook.runs import RunSpec
 from gainbook.segmentation_runs import SegmentationSpec, segmentation_spec
@@ -166,3 +166,27 @@ def test_train_all_returns_runs_in_order(tmp_path):
     runs = train_all(specs, tmp_path, device="cpu", progress=False)
     assert [float(r.model.weight[0, 0]) for r in runs] == [4.0, 2.0, 4.0]
     assert [r.cached for r in runs] == [False, False, False]
+
+
+def test_fill_starts_the_longest_chains_of_work_first(tmp_path, monkeypatch):
+    # a classifier (cost 1) with a GAIN run after it (3.7 per epoch), listed after two
+    # classifiers that nothing waits on: the chain goes first, then its own second link
+    profile = book_profile("ci")
+    classifiers = [profile.classifier(seed) for seed in (1, 2)]
+    tuned = profile.finetuned(0, "gain")
+    seen = {}
+
+    def record(function, items, **kwargs):
+        seen["keys"] = [item[0].key() for item in items]
+        seen["priority"] = kwargs["priority"]
+        seen["after"] = kwargs["after"]
+        return [(None, 0.0)] * len(items)
+
+    monkeypatch.setattr("gainbook.pool.run_in_processes", record)
+    fill([*classifiers, tuned], tmp_path, progress=False)
+    priority = dict(zip(seen["keys"], seen["priority"]))
+    base = profile.classifier(0)
+    assert priority[base.key()] == pytest.approx(base.cost() + tuned.cost())
+    assert priority[tuned.key()] == tuned.cost()
+    assert priority[base.key()] > priority[tuned.key()] > priority[classifiers[0].key()]
+    assert tuned.cost() == pytest.approx(3.7 * tuned.train.epochs / base.train.epochs * base.cost())

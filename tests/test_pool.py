@@ -108,3 +108,19 @@ def test_runs_trained_side_by_side_are_the_runs_trained_one_by_one(tmp_path):
                                list(val.classes))
     assert reports[0]["crf"]["mIoU"] == pytest.approx(here["mIoU"], abs=1e-3)
     assert all(set(r) == {"plain", "crf"} for r in reports)
+
+
+def start_time(seconds: float) -> float:
+    started = time.time()
+    time.sleep(seconds)
+    return started
+
+
+def test_ready_items_start_in_order_of_priority():
+    # two workers: items 3 and 4 (highest priority) start first, the others after one ends
+    results = run_in_processes(start_time, [0.2] * 5, workers=2, priority=[0, 0, 0, 2, 1],
+                               progress=False)
+    started = [value for value, _ in results]
+    assert max(started[3], started[4]) < min(started[:3])
+    with pytest.raises(ValueError, match="one number per item"):
+        run_in_processes(start_time, [0.0] * 4, workers=2, priority=[1.0])
