@@ -116,6 +116,11 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "v3-small-second": {"design": dataclasses.replace(SCENE_DESIGNS["v3"], second_scale=0.5),
                         "image_size": 64, "widths": (16, 32, 64), "classifier_lr": 0.1,
                         "classifier_epochs": 12},
+    # v3 on narrower networks that keep its 16 x 16 map: about the published default's cost?
+    "v3-narrow": {"design": "v3", "image_size": 64, "widths": (8, 16, 32), "classifier_lr": 0.1,
+                  "classifier_epochs": 12},
+    "v3-narrow-12": {"design": "v3", "image_size": 64, "widths": (12, 24, 48),
+                     "classifier_lr": 0.1, "classifier_epochs": 12},
     # v3 at 48 px (a 12 x 12 Grad-CAM map), and with a second instance every time
     "v3-48": {"design": "v3", "image_size": 48, "widths": (16, 32, 64), "classifier_lr": 0.1,
               "classifier_epochs": 12},
