@@ -78,6 +78,14 @@ only where the network can recognise objects and its map is fine enough (64 px):
 the published default nothing changes (0.03). It also leaves the classifier more biased (boat
 without water AUC 0.07 against v2's 0.61 to 0.73) with the oracle unchanged, so there is more
 room for the Biased Boat claim. ``v3`` is ``SCENE_DESIGNS["v3"]`` and the ``redesign`` profile.
+
+**A narrower network on v3** (2026-12-01, ``--settings v3-narrow,v3-narrow-12 --seeds 0 --split
+val``, beside a CI run on the same cores; indicative): widths (8, 16, 32) keep the 16 x 16 map
+at 64 px and train in 17 s, about the published default's cost. The boat's oracle passes (AUC
+1.00; ``no_context`` 0.98), mining passes narrowly (0.21), both erasure checks pass, the
+classifier is biased (biased-boat AUC 0.01), part / body covered 0.80 / 0.52, val mAP 0.98 (its
+oracle 0.81). Widths (12, 24, 48): mining 0.19, 26 s. Not yet measured on more seeds or in the
+chapters.
 """
 
 from __future__ import annotations
