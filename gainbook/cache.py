@@ -354,10 +354,11 @@ def fill(specs: Sequence[CachedRun], cache_dir: str | os.PathLike | None = None,
     after = [sorted({keys.index(d.key()) for d in s.dependencies() if d.key() in todo})
              for s in todo.values()]
     # A run's priority: its cost plus that of the longest chain of runs waiting on it.
-    chain = [spec.cost() for spec in todo.values()]
+    cost = [spec.cost() for spec in todo.values()]
+    chain = list(cost)
     for i in reversed(range(len(keys))):    # each run comes after the runs it depends on
         for d in after[i]:
-            chain[d] = max(chain[d], todo[keys[d]].cost() + chain[i])
+            chain[d] = max(chain[d], cost[d] + chain[i])
     results = run_in_processes(_train_job, [(s, str(root), device) for s in todo.values()],
                                workers=workers, after=after, priority=chain, progress=progress,
                                describe=lambda job: f"run {job[0].key()}",

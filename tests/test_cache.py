@@ -169,8 +169,8 @@ def test_train_all_returns_runs_in_order(tmp_path):
 
 
 def test_fill_starts_the_longest_chains_of_work_first(tmp_path, monkeypatch):
-    # a classifier (cost 1) with a GAIN run after it (3.7 per epoch), listed after two
-    # classifiers that nothing waits on: the chain goes first, then its own second link
+    # a classifier with a GAIN run after it (3.7 times a classifier's epoch), listed after
+    # two classifiers that nothing waits on: the chain's first link goes first
     profile = book_profile("ci")
     classifiers = [profile.classifier(seed) for seed in (1, 2)]
     tuned = profile.finetuned(0, "gain")
@@ -179,7 +179,6 @@ def test_fill_starts_the_longest_chains_of_work_first(tmp_path, monkeypatch):
     def record(function, items, **kwargs):
         seen["keys"] = [item[0].key() for item in items]
         seen["priority"] = kwargs["priority"]
-        seen["after"] = kwargs["after"]
         return [(None, 0.0)] * len(items)
 
     monkeypatch.setattr("gainbook.pool.run_in_processes", record)

@@ -165,6 +165,8 @@ def plan_scene(rng: np.random.Generator, kind: SplitKind, context_bias: float, i
     object). ``biased_boat``: even ``index``: a boat without water, odd: water without a boat
     (the Biased Boat test of Table 7, 50 images of each).
 
+    In ``biased`` splits a present object has a second, smaller instance of its class in a free
+    slot with probability ``design.second_instance`` (v3; the counterfactual splits never).
     Any split may add one decoy (probability ``design.decoy_rate``) in a free slot; with
     ``design.decoys_on_context`` a decoy of the ``biased`` splits stands on its class's context
     with probability ``context_bias``, like an object (the counterfactual splits keep theirs on
