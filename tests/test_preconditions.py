@@ -137,8 +137,8 @@ def test_measure_preconditions_on_a_tiny_run(tmp_path):
         assert isinstance(check.passed, bool)
     assert len([p for p in tmp_path.glob("classifier-*") if p.is_dir()]) == 2   # classifier, oracle
     # The classifier's checks are stored with it: asked again (another chapter), they are read.
-    stored = list(tmp_path.glob("classifier-*/preconditions-val-*.json"))
-    assert len(stored) == 1
+    stored = sorted(p.name.split("-")[1] for p in tmp_path.glob("classifier-*/preconditions-*.json"))
+    assert stored == ["erasure", "mining"]
     with unittest.mock.patch("gainbook.preconditions.mining_checks",
                              side_effect=AssertionError("measured again")):
         again = measure_preconditions(spec, tmp_path, oracle=False)
@@ -146,3 +146,26 @@ def test_measure_preconditions_on_a_tiny_run(tmp_path):
         (c.name, c.value, c.detail) for c in checks if not c.name.startswith("oracle")]
     with pytest.raises(ValueError, match="plain classifier"):
         measure_preconditions(book_profile("ci").finetuned(0, "gain"), tmp_path)
+
+
+def test_mining_is_the_mean_over_the_seeds_runs(tmp_path):
+    """One seed's classifier may pass "something to mine" where the benchmark does not: with
+    ``mining_runs`` the check is the mean share over every run, its spread in the detail."""
+    settings = book_profile("ci", n_train=48, n_eval=24, classifier_epochs=1, design="v2",
+                            seeds=[0, 1, 2])
+    first, *rest = [settings.classifier(seed) for seed in settings.seeds]
+    alone = [next(c for c in measure_preconditions(spec, tmp_path, oracle=False)
+                  if c.name.startswith("mining")) for spec in (first, *rest)]
+    pooled = measure_preconditions(first, tmp_path, oracle=False, mining_runs=rest)
+    mining = next(c for c in pooled if c.name.startswith("mining"))
+    values = [c.value for c in alone]
+    assert mining.value == pytest.approx(sum(values) / 3)
+    assert mining.detail["runs"] == 3
+    assert (mining.detail["lowest run"], mining.detail["highest run"]) == (min(values), max(values))
+    assert mining.detail["s(I)"] == pytest.approx(sum(c.detail["s(I)"] for c in alone) / 3)
+    # The erasure checks stay the first run's.
+    assert [c for c in pooled if c.name.startswith("erasure")] == [
+        c for c in measure_preconditions(first, tmp_path, oracle=False)
+        if c.name.startswith("erasure")]
+    with pytest.raises(ValueError, match="plain classifier"):
+        measure_preconditions(first, tmp_path, mining_runs=[settings.finetuned(1, "gain")])
