@@ -50,6 +50,22 @@ def _combined(verdicts: Sequence[str]) -> str:
     return verdicts[0] if verdicts else "not measured"
 
 
+def _naming_reversed(verdict: str, comparisons: Sequence[Mapping[str, Any]]) -> str:
+    """``verdict`` naming the comparisons that went the other way: decided against the claim
+    with the whole interval below zero. The scorecard's claims are that a difference is
+    greater than zero (:func:`~gainbook.stats.compare_records`' default); a "less" claim
+    (chapter 6's lamp) that fails has its interval at or above zero and is not named."""
+    reversed_ = [c["metric"] for c in comparisons
+                 if decided_verdict(c) == "does not hold" and c["high"] < 0]
+    if not reversed_:
+        return verdict
+    named = f"reversed: {', '.join(reversed_)}"
+    if verdict.endswith(")"):
+        head, _, rest = verdict.partition(" (")
+        return f"{head} ({named}; {rest}"
+    return f"{verdict} ({named})"
+
+
 #: A difference whose whole interval lies within this of zero is negligible, whatever its sign:
 #: one point on the [0, 1] metrics the chapters compare (chapter 7's margin,
 #: :data:`gainbook.choices.MARGIN`). A claim that reproduces only by such differences says so.
@@ -63,7 +79,8 @@ def score(claim: Claim, comparisons: Sequence[Mapping[str, Any]],
 
     The verdict is "not testable here (...)" when a precondition failed (naming it),
     "reproduces" when every comparison holds, "does not reproduce" when none does, "partly
-    reproduces" when some do, and "inconclusive (...)" when none is decided. "Reproduces" on
+    reproduces" when some do, and "inconclusive (...)" when none is decided; a "partly" or "does
+    not" names the comparisons that went the other way ("reversed: ..."). "Reproduces" on
     differences whose intervals all lie within :data:`NEGLIGIBLE` of zero adds "(direction
     only: every interval within a point of zero)": the sign is the paper's, the size is not.
 
@@ -85,6 +102,7 @@ def score(claim: Claim, comparisons: Sequence[Mapping[str, Any]],
         if verdict == "reproduces" and all(
                 max(abs(c["low"]), abs(c["high"])) < NEGLIGIBLE for c in comparisons):
             verdict += " (direction only: every interval within a point of zero)"
+        verdict = _naming_reversed(verdict, comparisons)
     return {"claim": f"{claim.source}: {claim.claim}", "paper": claim.paper,
             _OURS: ours or "–", "verdict": verdict,
             "chapter": claim.chapter}

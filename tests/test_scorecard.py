@@ -28,8 +28,22 @@ def test_a_clear_gain_over_five_seeds_and_two_draws_reproduces():
 
 
 def test_a_clear_loss_does_not_reproduce_and_a_mix_partly_does():
-    assert score(CLAIM, [_row(-0.2)])["verdict"] == "does not reproduce"
-    assert score(CLAIM, [_row(0.2), _row(-0.2)])["verdict"] == "partly reproduces"
+    assert score(CLAIM, [_row(-0.2)])["verdict"] == "does not reproduce (reversed: acc)"
+    assert score(CLAIM, [_row(0.2), _row(-0.2)])["verdict"] == (
+        "partly reproduces (reversed: acc)")
+
+
+def test_a_reversal_is_named_and_a_difference_too_small_to_count_is_not_one():
+    reversed_row = {**_row(-0.2), "metric": "boats"}
+    assert score(CLAIM, [_row(0.2), reversed_row])["verdict"] == (
+        "partly reproduces (reversed: boats)")
+    # A difference that is positive but smaller than the claim's margin is not a reversal.
+    small = compare_records(_records(0.002), "acc", "ext", "gain", margin=0.05)
+    assert small["verdict"] == "does not hold" and small["low"] > 0
+    assert score(CLAIM, [small])["verdict"] == "does not reproduce"
+    inconclusive = {**_row(0.2), "pairs": 3, "groups": 1}
+    assert score(CLAIM, [reversed_row, inconclusive])["verdict"] == (
+        "does not reproduce where decided (reversed: boats; the rest inconclusive)")
 
 
 def test_a_gain_that_holds_but_stays_under_a_point_reproduces_in_direction_only():
