@@ -50,6 +50,9 @@ SETTINGS: dict[str, tuple[OrientationDesign, dict[str, Any]]] = {
     "lamp": (OrientationDesign(shifted_background="desk", shifted_colour_cast=False,
                                shifted_scale=(0.3, 0.36), shifted_rotation=0.12,
                                shifted_squash=(1.0, 1.0), shifted_centre_jitter=0.06), {}),
+    # v1's shift, with a random background per training image (any hue, brightness, texture
+    # and bars of random colours): can a network trained on varied surfaces read the factory?
+    "varied-training": (OrientationDesign(train_background="varied"), {}),
     # the lamp only, with the dataset's full 2,000 workpiece training images
     "lamp-2000": (OrientationDesign(shifted_background="desk", shifted_colour_cast=False,
                                     shifted_scale=(0.3, 0.36), shifted_rotation=0.12,

@@ -442,3 +442,25 @@ def test_orientation_designs_move_only_the_shifted_domain():
     with pytest.raises(KeyError, match="unknown orientation design"):
         SyntheticOrientation("train", 1, design="v9")
     assert OrientationDesign(shifted_rotation=0.1).changes() == {"shifted_rotation": 0.1}
+
+
+def test_varied_training_backgrounds_change_the_training_domain_and_nothing_else():
+    varied = OrientationDesign(train_background="varied")
+    for split in ("train", "test_same", "test_lamp"):
+        desk = SyntheticOrientation(split, 6, image_size=48, saliency=None)
+        other = SyntheticOrientation(split, 6, image_size=48, saliency=None, design=varied)
+        assert not np.array_equal(desk.images, other.images)
+        assert np.array_equal(desk.labels, other.labels)
+    shifted = [SyntheticOrientation("test_shifted", 6, image_size=48, saliency=None, design=d)
+               for d in ("v1", varied)]
+    assert np.array_equal(shifted[0].images, shifted[1].images)
+    # The desk is always warm (more red than blue in a corner); varied backgrounds take any hue.
+    desk = SyntheticOrientation("train", 40, image_size=48, saliency=None)
+    other = SyntheticOrientation("train", 40, image_size=48, saliency=None, design=varied)
+    bluer = [float((data.images[:, :3, :3, 2].astype(int).mean((1, 2))
+                    > data.images[:, :3, :3, 0].astype(int).mean((1, 2))).mean())
+             for data in (desk, other)]
+    assert bluer[0] == 0.0 and bluer[1] > 0.2
+    assert varied.changes() == {"train_background": "varied"}
+    with pytest.raises(ValueError, match="train_background"):
+        OrientationDesign(train_background="beach")

@@ -55,6 +55,11 @@ class OrientationDesign:
         shifted_squash: range of the horizontal foreshortening (another viewpoint; 1 = none).
         shifted_centre_jitter: largest offset of the object's centre, as a share of the side
             (training: 0.06).
+        train_background: ``"desk"`` (one kind of background in the training domain) or
+            ``"varied"`` (a random one per image: any hue and brightness, grain or stripes, and
+            up to four bars of random colours; the factory is not among them as such). A real
+            training set is photographed on more than one surface; with one, a network trained
+            from scratch reads no other (book/datasets.md).
     """
 
     shifted_background: Literal["factory", "desk"] = "factory"
@@ -63,8 +68,12 @@ class OrientationDesign:
     shifted_rotation: float = 0.35
     shifted_squash: tuple[float, float] = (0.7, 1.0)
     shifted_centre_jitter: float = 0.15
+    train_background: Literal["desk", "varied"] = "desk"
 
     def __post_init__(self) -> None:
+        if self.train_background not in ("desk", "varied"):
+            raise ValueError(f"train_background must be 'desk' or 'varied', got "
+                             f"{self.train_background!r}")
         if self.shifted_background not in ("factory", "desk"):
             raise ValueError(f"shifted_background must be 'factory' or 'desk', got "
                              f"{self.shifted_background!r}")
@@ -136,6 +145,28 @@ def _factory(rng, xx, yy, s):
     return canvas
 
 
+def _varied(rng, xx, yy, s):
+    """A random background: any hue and brightness, wood-like grain or stripes at a random
+    angle, and zero to four bars of random colours (domain randomisation of the surface)."""
+    base = d.hsv(rng.random(), rng.uniform(0.0, 0.6), rng.uniform(0.15, 0.9))
+    angle = rng.uniform(0, np.pi)
+    along = xx * np.cos(angle) + yy * np.sin(angle)
+    period = s * rng.uniform(3.0, 10.0)
+    if rng.random() < 0.5:
+        texture = np.sin(2 * np.pi * along / period + rng.uniform(0, 6.3))
+    else:
+        texture = (((along / period) + rng.random()) % 1.0 < 0.3).astype(np.float32)
+    canvas = base + rng.uniform(0.02, 0.08) * texture[..., None] + d.noise(rng, xx.shape, 0.02)
+    size = xx.shape[0]
+    for _ in range(int(rng.integers(0, 5))):
+        bar = d.Frame(rng.uniform(0, size), rng.uniform(0, size), scale=size * rng.uniform(0.1, 0.3),
+                      angle=rng.uniform(0, np.pi))
+        u, v = bar.local(xx, yy)
+        d.paint(canvas, d.rectangle(u, v, -1, -0.15, 1, 0.15),
+                d.hsv(rng.random(), rng.uniform(0.0, 0.6), rng.uniform(0.2, 0.9)))
+    return canvas
+
+
 def _camera(canvas, u, v, rng):
     """A camera body symmetric under 180 degrees except for an LED marker and a gap."""
     gap = d.rectangle(u, v, 0.84, -0.12, 1.1, 0.12)
@@ -176,7 +207,7 @@ def render_orientation(rng: np.random.Generator, variant: Variant, label: int, d
     s = size / 64.0
     step = 2 * np.pi / n_classes                           # 180 or 90 degrees per class
     if domain in ("train", "lamp"):
-        canvas = _desk(rng, xx, yy, s)
+        canvas = (_desk if design.train_background == "desk" else _varied)(rng, xx, yy, s)
         scale = size * rng.uniform(0.3, 0.36)
         angle = label * step + rng.uniform(-0.12, 0.12)
         squash, centre_jitter = 1.0, 0.06
