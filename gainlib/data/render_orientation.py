@@ -136,13 +136,20 @@ def _factory(rng, xx, yy, s):
     base = d.hsv(rng.uniform(0.55, 0.62), rng.uniform(0.05, 0.15), rng.uniform(0.25, 0.4))
     stripes = ((xx / (s * rng.uniform(6, 10)) + rng.random()) % 1.0) < 0.3
     canvas = base + 0.06 * stripes[..., None] + d.noise(rng, xx.shape, 0.02)
+    # clutter: metal bars at random poses
+    _bars(canvas, rng, xx, yy, int(rng.integers(2, 5)),
+          lambda: d.hsv(0.58, 0.1, rng.uniform(0.45, 0.8)))
+    return canvas
+
+
+def _bars(canvas, rng, xx, yy, count, colour):
+    """Paint ``count`` bars at random poses onto ``canvas``, each of the colour ``colour()``."""
     size = xx.shape[0]
-    for _ in range(int(rng.integers(2, 5))):          # clutter: metal bars at random poses
+    for _ in range(count):
         bar = d.Frame(rng.uniform(0, size), rng.uniform(0, size), scale=size * rng.uniform(0.1, 0.3),
                       angle=rng.uniform(0, np.pi))
         u, v = bar.local(xx, yy)
-        d.paint(canvas, d.rectangle(u, v, -1, -0.15, 1, 0.15), d.hsv(0.58, 0.1, rng.uniform(0.45, 0.8)))
-    return canvas
+        d.paint(canvas, d.rectangle(u, v, -1, -0.15, 1, 0.15), colour())
 
 
 def _varied(rng, xx, yy, s):
@@ -157,13 +164,8 @@ def _varied(rng, xx, yy, s):
     else:
         texture = (((along / period) + rng.random()) % 1.0 < 0.3).astype(np.float32)
     canvas = base + rng.uniform(0.02, 0.08) * texture[..., None] + d.noise(rng, xx.shape, 0.02)
-    size = xx.shape[0]
-    for _ in range(int(rng.integers(0, 5))):
-        bar = d.Frame(rng.uniform(0, size), rng.uniform(0, size), scale=size * rng.uniform(0.1, 0.3),
-                      angle=rng.uniform(0, np.pi))
-        u, v = bar.local(xx, yy)
-        d.paint(canvas, d.rectangle(u, v, -1, -0.15, 1, 0.15),
-                d.hsv(rng.random(), rng.uniform(0.0, 0.6), rng.uniform(0.2, 0.9)))
+    _bars(canvas, rng, xx, yy, int(rng.integers(0, 5)),
+          lambda: d.hsv(rng.random(), rng.uniform(0.0, 0.6), rng.uniform(0.2, 0.9)))
     return canvas
 
 
