@@ -50,13 +50,22 @@ def _combined(verdicts: Sequence[str]) -> str:
     return verdicts[0] if verdicts else "not measured"
 
 
+def _went_the_other_way(comparison: Mapping[str, Any]) -> bool:
+    """Decided against its claim with the whole interval on the other side of zero: below it
+    for a "greater" claim (:func:`~gainbook.stats.compare_records`' default), above it for a
+    "less" one; an "equivalent" claim has no other way."""
+    if decided_verdict(comparison) != "does not hold":
+        return False
+    direction = comparison.get("direction", "greater")
+    if direction == "less":
+        return comparison["low"] > 0
+    return direction == "greater" and comparison["high"] < 0
+
+
 def _naming_reversed(verdict: str, comparisons: Sequence[Mapping[str, Any]]) -> str:
-    """``verdict`` naming the comparisons that went the other way: decided against the claim
-    with the whole interval below zero. The scorecard's claims are that a difference is
-    greater than zero (:func:`~gainbook.stats.compare_records`' default); a "less" claim
-    (chapter 6's lamp) that fails has its interval at or above zero and is not named."""
-    reversed_ = [c["metric"] for c in comparisons
-                 if decided_verdict(c) == "does not hold" and c["high"] < 0]
+    """``verdict`` naming the comparisons that went the other way (:func:`_went_the_other_way`);
+    one that only fell short of its margin is not named."""
+    reversed_ = [c["metric"] for c in comparisons if _went_the_other_way(c)]
     if not reversed_:
         return verdict
     named = f"reversed: {', '.join(reversed_)}"

@@ -46,6 +46,23 @@ def test_a_reversal_is_named_and_a_difference_too_small_to_count_is_not_one():
         "does not reproduce where decided (reversed: boats; the rest inconclusive)")
 
 
+def test_a_less_claim_is_reversed_when_its_interval_lies_above_zero():
+    # "follows the lamp less": the method's share minus the baseline's should be below zero.
+    more = compare_records(_records(0.2), "acc", "ext", "gain", direction="less")
+    assert more["direction"] == "less" and more["low"] > 0
+    assert score(CLAIM, [more])["verdict"] == "does not reproduce (reversed: acc)"
+    less = compare_records(_records(-0.2), "acc", "ext", "gain", direction="less")
+    assert score(CLAIM, [less])["verdict"] == "reproduces"
+    # Falling short of a margin on the claimed side is not a reversal.
+    short = compare_records(_records(-0.002), "acc", "ext", "gain", direction="less",
+                            margin=0.05)
+    assert short["verdict"] == "does not hold" and short["high"] < 0
+    assert score(CLAIM, [short])["verdict"] == "does not reproduce"
+    # Rows without a direction (older records) are read as "greater" claims.
+    legacy = {k: v for k, v in _row(-0.2).items() if k != "direction"}
+    assert score(CLAIM, [legacy])["verdict"] == "does not reproduce (reversed: acc)"
+
+
 def test_a_gain_that_holds_but_stays_under_a_point_reproduces_in_direction_only():
     tiny = [{"method": m, "seed": s, "draw": d, "acc": 0.5 + (0.004 if m == "ext" else 0.0)
              + 0.0001 * ((s * 7 + d * 3) % 5)}
