@@ -230,8 +230,8 @@ def compare_records(records: Sequence[Mapping[str, Any]], metric: str, method: A
 
     Returns:
         ``{"metric", "method", "baseline", "direction", "difference", "low", "high", "pairs",
-        "groups", "verdict"}`` — a row of a verdict table. With a single pair the interval is NaN and
-        the verdict "inconclusive".
+        "groups", "verdict"}`` — a row of a verdict table. With a single pair the interval is
+        NaN and the verdict "inconclusive".
     """
     pair = tuple(k for k in pair if any(k in r for r in records)) or tuple(pair)
     group = group if group in pair else None
@@ -249,7 +249,8 @@ def compare_records(records: Sequence[Mapping[str, Any]], metric: str, method: A
     keys = sorted(ours)
     groups = [k[list(pair).index(group)] for k in keys] if group is not None else None
     row = {"metric": metric, "method": str(method), "baseline": str(baseline),
-           "direction": direction, "pairs": len(keys), "groups": len(set(groups)) if groups is not None else None}
+           "direction": direction, "pairs": len(keys),
+           "groups": len(set(groups)) if groups is not None else None}
     if len(keys) < 2:   # one run has no interval (a smoke-test profile): nothing is decided
         difference = float(np.mean([ours[k] - theirs[k] for k in keys]))
         return {**row, "difference": difference, "low": float("nan"), "high": float("nan"),
