@@ -334,3 +334,17 @@ def test_no_broken_internal_link_and_every_image_has_alt_text(book_html):
         if found:
             failures[page.relative_to(book_html).as_posix()] = found
     assert not failures, "\n".join(f"{name}:\n  " + "\n  ".join(f) for name, f in failures.items())
+
+
+def test_the_results_page_shows_each_recorded_scorecard_in_full(book_html):
+    from bs4 import BeautifulSoup
+
+    from gainbook.records import load_record
+
+    page = BeautifulSoup((book_html / "book" / "results.html").read_text(encoding="utf-8"),
+                         "html.parser")
+    tables = page.select("table.recorded-scorecard")
+    records = sorted((ROOT / "book" / "records").glob("*.json"))
+    assert len(tables) == len(records) >= 1
+    rows = sum(len(c["rows"]) for c in load_record(records[0])["chapters"])
+    assert len(tables[0].select("tbody tr")) == rows

@@ -1,0 +1,98 @@
+"""The ``recorded-scorecard`` directive: a scorecard recorded by :mod:`gainbook.records`, shown
+with its provenance.
+
+    ```{recorded-scorecard} records/redesign.json
+    ```
+
+renders what ran (the record's date, commit, machine, commands and each chapter's time), a
+warning naming every module and chapter whose code changed since (or a line saying none did),
+and the table: claim, the paper's number, ours, the verdict, the chapter and the parameters a
+chapter ran with besides the profile. The path is relative to the page; a missing or malformed
+record is a build error that names it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from docutils import nodes
+from sphinx.application import Sphinx
+from sphinx.util.docutils import SphinxDirective
+
+COLUMNS = ("claim", "paper", "ours: difference in points [interval]", "verdict", "chapter",
+           "run with")
+
+
+def _parameters(parameters: dict[str, Any]) -> str:
+    extra = {k: v for k, v in parameters.items() if k != "profile"}
+    return ", ".join(f"{k} = {v}" for k, v in extra.items()) or "–"
+
+
+def record_table_rows(record: dict[str, Any]) -> list[tuple[str, ...]]:
+    """The table's rows, one per scorecard row of every chapter run, in the record's order."""
+    return [(row["claim"], row["paper"], row["ours"], row["verdict"], str(row["chapter"]),
+             _parameters(chapter["parameters"]))
+            for chapter in record["chapters"] for row in chapter["rows"]]
+
+
+def provenance(record: dict[str, Any]) -> str:
+    """One sentence: when, where and how the record ran."""
+    machine = record["machine"]
+    times = ", ".join(f"{c['notebook'][:2]} {c['seconds']:.0f} s" for c in record["chapters"])
+    return (f"Recorded {record['recorded'][:10]} at commit {record['commit'][:12]} on "
+            f"{machine['cpus']} CPU cores (torch {machine['torch']}), profile "
+            f"{record['profile']!r}, by: {record['command']}. Chapter times: {times}.")
+
+
+def _paragraph(text: str) -> nodes.paragraph:
+    return nodes.paragraph(text, text)
+
+
+def _table(rows: list[tuple[str, ...]]) -> nodes.table:
+    table = nodes.table(classes=["recorded-scorecard"])
+    group = nodes.tgroup(cols=len(COLUMNS))
+    table += group
+    for _ in COLUMNS:
+        group += nodes.colspec(colwidth=1)
+    head, body = nodes.thead(), nodes.tbody()
+    group += head
+    group += body
+    for parent, cells in [(head, COLUMNS), *((body, row) for row in rows)]:
+        line = nodes.row()
+        for text in cells:
+            entry = nodes.entry()
+            entry += _paragraph(text)
+            line += entry
+        parent += line
+    return table
+
+
+class RecordedScorecard(SphinxDirective):
+    required_arguments = 1
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        from gainbook.records import changed_since, load_record
+
+        relative, path = self.env.relfn2path(self.arguments[0], self.env.docname)
+        self.env.note_dependency(relative)
+        try:
+            record = load_record(path)
+        except (OSError, ValueError) as error:
+            raise self.error(f"recorded-scorecard: cannot read {self.arguments[0]}: {error}")
+        changed = changed_since(record)
+        if changed:
+            status = nodes.warning()
+            status += _paragraph("The code has changed since this record, in: "
+                                 f"{', '.join(changed)}. Its verdicts are those of the commit "
+                                 "it names; rerun its commands to bring it up to date.")
+        else:
+            status = _paragraph("The code this build's chapters run is the code the record ran: "
+                                "every gainlib and gainbook module they import, and every "
+                                "chapter's code cells, hash as they did then.")
+        return [_paragraph(provenance(record)), status, _table(record_table_rows(record))]
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    app.add_directive("recorded-scorecard", RecordedScorecard)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

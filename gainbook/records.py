@@ -1,0 +1,225 @@
+"""Recorded scorecards: the verdicts of a profile too costly for `make book`, kept with their
+provenance.
+
+The default build computes its scorecard from chapters it executes. Some profiles cost more
+than the 20-minute build (the redesigned scenes, chapter 3 with Tables 3 and 4's counts), so
+their verdicts are recorded once from executed chapters and shown on the results page beside
+the default's: what ran (the command, the chapters' parameters, the commit, the machine, the
+time each chapter took), and a digest of the code it ran (every gainlib/gainbook module the
+chapters import, and each chapter's code cells), so that the page can say when the code has
+changed since.
+
+Nothing here is typed in: :func:`scorecard_rows` reads the rows back from the tables the
+chapters glued (``ch<N>-scorecard``, :func:`gainbook.scorecard.scorecard`).
+
+Command line (after executing the chapters, e.g. ``python book/build.py --profile redesign
+--no-html``)::
+
+    python -m gainbook.records --profile redesign --out book/records/redesign.json \\
+        _build/redesign/notebooks/0*.ipynb [more executed copies, e.g. one chapter again with
+        other parameters]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import datetime
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import nbformat
+
+from gainbook.cache import _module_closure, _module_file, write_text_atomic
+
+__all__ = ["scorecard_rows", "chapter_entry", "make_record", "load_record", "changed_since",
+           "RECORD_KEYS", "ROW_KEYS"]
+
+_REPOSITORY = Path(__file__).resolve().parents[1]
+_GLUE_MIME = "application/papermill.record/text/html"
+_OWN_PACKAGES = ("gainlib", "gainbook")
+
+#: The keys of a record and of each of its scorecard rows.
+RECORD_KEYS = ("profile", "recorded", "commit", "command", "machine", "modules", "chapters")
+ROW_KEYS = ("claim", "paper", "ours", "verdict", "chapter")
+
+
+# -- reading the glued tables back ----------------------------------------------------------
+
+def _cell_text(cell: Any) -> str:
+    return " ".join(cell.get_text(" ").split())
+
+
+def _table_rows(html: str) -> list[dict[str, Any]]:
+    """The rows of one glued :func:`gainbook.scorecard.scorecard` table (pandas' HTML)."""
+    from bs4 import BeautifulSoup
+
+    table = BeautifulSoup(html, "html.parser").find("table")
+    if table is None:
+        raise ValueError("no table in a glued scorecard")
+    columns = [_cell_text(th) for th in table.find("thead").find("tr").find_all("th")][1:]
+    keys = ["ours" if c.startswith("ours") else c for c in columns]
+    if sorted(keys) != sorted(ROW_KEYS[1:]):
+        raise ValueError(f"a glued scorecard has the columns {columns}, not {list(ROW_KEYS[1:])}")
+    rows = []
+    for tr in table.find("tbody").find_all("tr"):
+        row = {"claim": _cell_text(tr.find("th"))}
+        row.update(zip(keys, (_cell_text(td) for td in tr.find_all("td"))))
+        row["chapter"] = int(row["chapter"])
+        rows.append({k: row[k] for k in ROW_KEYS})
+    return rows
+
+
+def scorecard_rows(notebook: nbformat.NotebookNode) -> list[dict[str, Any]]:
+    """Every row of the scorecard tables an executed chapter glued (names ending in
+    ``-scorecard``), in the order it glued them: ``claim``, ``paper``, ``ours`` (the
+    difference with its interval), ``verdict``, ``chapter``."""
+    rows: list[dict[str, Any]] = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            name = output.get("metadata", {}).get("scrapbook", {}).get("name", "")
+            if name.endswith("-scorecard") and _GLUE_MIME in output.get("data", {}):
+                rows.extend(_table_rows(output["data"][_GLUE_MIME]))
+    return rows
+
+
+# -- what ran -------------------------------------------------------------------------------
+
+def _code_digest(notebook: nbformat.NotebookNode) -> str:
+    """Hash of a chapter's code cells but papermill's injected parameters (those are recorded
+    as parameters)."""
+    digest = hashlib.sha256()
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and "injected-parameters" not in cell.metadata.get("tags", []):
+            digest.update(cell.source.encode())
+    return digest.hexdigest()
+
+
+def _imported(notebook: nbformat.NotebookNode) -> set[str]:
+    """The gainlib/gainbook modules a chapter's code imports (by name, as written)."""
+    found = set()
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:               # IPython magics: no import of ours there
+            continue
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            found.update(n for n in names if n.split(".")[0] in _OWN_PACKAGES)
+    return found
+
+
+def _module_digest(name: str) -> str | None:
+    """Hash of module ``name``'s syntax tree (a comment does not change it); None if it is gone."""
+    path = _module_file(name)
+    if path is None or path.suffix != ".py":
+        return None
+    return hashlib.sha256(ast.dump(ast.parse(path.read_text())).encode()).hexdigest()
+
+
+def module_digests(modules: Sequence[str]) -> dict[str, str]:
+    """Each of ``modules`` and every gainlib/gainbook module they import, transitively
+    (:mod:`gainbook.cache`'s closure), with :func:`_module_digest` of it."""
+    closure = sorted({m for name in modules for m in _module_closure(name)})
+    digests = {name: _module_digest(name) for name in closure}
+    return {name: digest for name, digest in digests.items() if digest is not None}
+
+
+def chapter_entry(path: str | os.PathLike) -> dict[str, Any]:
+    """One executed chapter as a record holds it: its name, papermill parameters, seconds,
+    code digest and scorecard rows."""
+    notebook = nbformat.read(path, as_version=4)
+    papermill = notebook.metadata.get("papermill", {})
+    if "parameters" not in papermill:
+        raise ValueError(f"{path}: not a copy executed by papermill (book/build.py)")
+    return {"notebook": Path(path).name.split(".")[0] + ".ipynb",
+            "parameters": dict(papermill["parameters"]),
+            "seconds": round(float(papermill.get("duration") or 0.0), 1),
+            "code": _code_digest(notebook), "rows": scorecard_rows(notebook)}
+
+
+def _commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=_REPOSITORY, check=True,
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=_REPOSITORY, check=True, capture_output=True,
+                               text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head}{' (with uncommitted changes)' if dirty else ''}"
+
+
+def make_record(paths: Sequence[str | os.PathLike], *, profile: str,
+                command: str) -> dict[str, Any]:
+    """A record of the executed chapters ``paths`` (one chapter may appear more than once, run
+    with other parameters); every chapter must have run on ``profile``."""
+    import torch
+
+    if not paths:
+        raise ValueError("no executed chapters to record")
+    chapters = [chapter_entry(p) for p in paths]
+    wrong = [c["notebook"] for c in chapters if c["parameters"].get("profile") != profile]
+    if wrong:
+        raise ValueError(f"{wrong} did not run on profile {profile!r}")
+    imported = sorted({m for p in paths for m in _imported(nbformat.read(p, as_version=4))})
+    return {"profile": profile,
+            "recorded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "commit": _commit(), "command": command,
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                        "python": platform.python_version(), "torch": torch.__version__},
+            "modules": module_digests(imported), "chapters": chapters}
+
+
+def load_record(path: str | os.PathLike) -> dict[str, Any]:
+    """A record written by this module; an error naming the file and what it lacks."""
+    record = json.loads(Path(path).read_text())
+    missing = [k for k in RECORD_KEYS if k not in record]
+    missing += [f"chapters[{i}].{k}" for i, c in enumerate(record.get("chapters", []))
+                for k in ("notebook", "parameters", "seconds", "code", "rows") if k not in c]
+    if missing:
+        raise ValueError(f"{path}: not a scorecard record (missing {missing})")
+    return record
+
+
+def changed_since(record: dict[str, Any], notebooks: str | os.PathLike | None = None) -> list[str]:
+    """What differs now from what ``record`` ran: gainlib/gainbook modules whose code changed
+    (or that are gone), and chapters in ``notebooks`` (default: the repository's) whose code
+    cells changed. Empty when the record is of the code as it is."""
+    folder = Path(notebooks) if notebooks is not None else _REPOSITORY / "notebooks"
+    # A module that imports one more of ours has changed itself: no need for the closure.
+    changed = [m for m, digest in record["modules"].items() if _module_digest(m) != digest]
+    for chapter in record["chapters"]:
+        path = folder / chapter["notebook"]
+        if not path.is_file() or _code_digest(nbformat.read(path, as_version=4)) != chapter["code"]:
+            changed.append(f"notebooks/{chapter['notebook']}")
+    return sorted(set(changed))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("notebooks", nargs="+", help="executed chapters (book/build.py's copies)")
+    parser.add_argument("--profile", required=True, help="the profile they ran on")
+    parser.add_argument("--out", required=True, help="the record to write (JSON)")
+    parser.add_argument("--command", default=None,
+                        help="the commands that executed them, as the page should show them")
+    args = parser.parse_args(argv)
+    command = args.command or f"python book/build.py --profile {args.profile} --no-html"
+    record = make_record(args.notebooks, profile=args.profile, command=command)
+    write_text_atomic(Path(args.out), json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+    rows = sum(len(c["rows"]) for c in record["chapters"])
+    print(f"Recorded {rows} scorecard rows of {len(record['chapters'])} chapter runs in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
