@@ -36,14 +36,13 @@ from typing import Any, Sequence
 
 import nbformat
 
-from gainbook.cache import _module_closure, _module_file, write_text_atomic
+from gainbook.cache import _OWN_PACKAGES, _module_closure, _module_file, write_text_atomic
 
 __all__ = ["scorecard_rows", "chapter_entry", "make_record", "load_record", "changed_since",
            "RECORD_KEYS", "ROW_KEYS"]
 
 _REPOSITORY = Path(__file__).resolve().parents[1]
 _GLUE_MIME = "application/papermill.record/text/html"
-_OWN_PACKAGES = ("gainlib", "gainbook")
 
 #: The keys of a record and of each of its scorecard rows.
 RECORD_KEYS = ("profile", "recorded", "commit", "command", "machine", "modules", "chapters")
@@ -134,10 +133,11 @@ def module_digests(modules: Sequence[str]) -> dict[str, str]:
     return {name: digest for name, digest in digests.items() if digest is not None}
 
 
-def chapter_entry(path: str | os.PathLike) -> dict[str, Any]:
+def chapter_entry(path: str | os.PathLike,
+                  notebook: nbformat.NotebookNode | None = None) -> dict[str, Any]:
     """One executed chapter as a record holds it: its name, papermill parameters, seconds,
-    code digest and scorecard rows."""
-    notebook = nbformat.read(path, as_version=4)
+    code digest and scorecard rows (``notebook``: the chapter at ``path``, already read)."""
+    notebook = notebook if notebook is not None else nbformat.read(path, as_version=4)
     papermill = notebook.metadata.get("papermill", {})
     if "parameters" not in papermill:
         raise ValueError(f"{path}: not a copy executed by papermill (book/build.py)")
@@ -167,11 +167,12 @@ def make_record(paths: Sequence[str | os.PathLike], *, profile: str,
 
     if not paths:
         raise ValueError("no executed chapters to record")
-    chapters = [chapter_entry(p) for p in paths]
+    notebooks = [nbformat.read(p, as_version=4) for p in paths]
+    chapters = [chapter_entry(p, n) for p, n in zip(paths, notebooks)]
     wrong = [c["notebook"] for c in chapters if c["parameters"].get("profile") != profile]
     if wrong:
         raise ValueError(f"{wrong} did not run on profile {profile!r}")
-    imported = sorted({m for p in paths for m in _imported(nbformat.read(p, as_version=4))})
+    imported = sorted({m for n in notebooks for m in _imported(n)})
     return {"profile": profile,
             "recorded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "commit": _commit(), "command": command,
