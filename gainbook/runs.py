@@ -27,6 +27,7 @@ from gainbook.cache import CachedRun, Trained, fill, load_or_train, train_all
 from gainlib.gain import GAIN, GainConfig
 from gainlib.models import build_classifier
 from gainlib.trainer import GainTrainer, TrainConfig
+from gainlib.validation import check_choice, check_int, check_real
 
 __all__ = ["DataSpec", "RunSpec", "TrainedRun", "load_split", "training_set", "build_model",
            "train_run", "train_runs", "fill_cache"]
@@ -34,6 +35,7 @@ __all__ = ["DataSpec", "RunSpec", "TrainedRun", "load_split", "training_set", "b
 #: A trained attention run (:class:`gainbook.cache.Trained` of a :class:`RunSpec`).
 TrainedRun = Trained
 
+DATASETS = ("synthetic", "camera", "workpiece", "decoy", "voc")
 #: The VOC lists behind :func:`load_split`'s ``"train"`` and ``"val"``.
 VOC_SPLITS = {"train": "train_aug", "val": "val"}
 
@@ -88,8 +90,15 @@ class DataSpec:
     train_draw: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.train_draw, int) or self.train_draw < 0:
-            raise ValueError(f"train_draw must be an integer >= 0, got {self.train_draw!r}")
+        # Every field here, naming it, rather than where a bad value first breaks (deep in
+        # rendering or the JSON encoder); numpy scalars become plain numbers for the key.
+        check_choice(self, "dataset", DATASETS)
+        for name in ("image_size", "n_train", "n_eval"):
+            check_int(self, name, 1)
+        for name in ("seed", "train_draw"):
+            check_int(self, name, 0)
+        for name in ("context_bias", "shortcut_strength"):
+            check_real(self, name, 0.0, maximum=1.0)
         if self.voc_root is not None:
             if not isinstance(self.voc_root, (str, os.PathLike)):
                 raise TypeError(f"DataSpec.voc_root must be a path or None, got {self.voc_root!r}")
