@@ -749,7 +749,8 @@ def evaluate(model: GAIN, dataset: Dataset | Sequence, batch_size: int = 32,
             if attention and batch["has_mask"].any():
                 out = model.attention(batch["image"], labels=batch["labels"])
                 logits = out.logits
-                targets, pixel_valid = class_targets_from_mask(batch["mask"], out.classes)
+                targets, pixel_valid = class_targets_from_mask(batch["mask"], out.classes,
+                                                               logits.shape[1])
                 keep = out.valid & batch["has_mask"][:, None]
                 if keep.any():
                     valid_pixels = pixel_valid[:, None].expand_as(targets)[keep]
