@@ -198,10 +198,12 @@ class GAIN(nn.Module):
                             detach_normalizer=self.config.detach_normalizer)
 
     @classmethod
-    def from_name(cls, name: str, num_classes: int, weights: str | None = None,
-                  **config: Any) -> "GAIN":
-        """Build a GAIN on a preset backbone of :mod:`gainlib.models` (``"vgg16"``, ...)."""
-        classifier, layer = build_classifier(name, num_classes, weights=weights)
+    def from_name(cls, name: str, num_classes: int, weights: str | None = None, *,
+                  seed: int | None = None, **config: Any) -> "GAIN":
+        """Build a GAIN on a preset backbone of :mod:`gainlib.models` (``"vgg16"``, ...);
+        ``seed`` makes its initial weights reproducible (:func:`build_classifier`), ``config``
+        are :class:`GainConfig` fields."""
+        classifier, layer = build_classifier(name, num_classes, weights=weights, seed=seed)
         return cls(classifier, layer, GainConfig(**config))
 
     def forward(self, images: Tensor) -> Tensor:

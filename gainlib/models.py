@@ -577,6 +577,8 @@ def build_classifier(
     name: str,
     num_classes: int,
     weights: str | os.PathLike | Any | None = None,
+    *,
+    seed: int | None = None,
     **kwargs: Any,
 ) -> tuple[nn.Module, str]:
     """Build a backbone with a ``num_classes``-way head and return its Grad-CAM layer.
@@ -586,6 +588,9 @@ def build_classifier(
             ``densenet121/161``, ``densenet_small``, ``small_cnn``, ``small_cnn_fc``
             (:class:`SmallCNN` with ``head="fc"``), ``efficientnet_lite0``).
         num_classes: number of output logits (an int >= 1; numpy ints too).
+        seed: initialise the random weights (every layer not loaded from ``weights``, the
+            new head included) from this seed, so that a build is reproducible; the global
+            torch random state is left as it was. ``None``: from the global random state.
         weights: ``None`` (random init, the default: nothing is downloaded);
             ``"DEFAULT"`` or a torchvision weight-enum name (``"IMAGENET1K_V1"``,
             ``"VGG16_Weights.IMAGENET1K_V1"``) or enum member for ImageNet weights,
@@ -610,7 +615,7 @@ def build_classifier(
         outputs (e.g. ``num_classes=1000`` keeps the ImageNet classifier).
 
     Raises:
-        TypeError: ``num_classes`` is not an int.
+        TypeError: ``num_classes`` or ``seed`` is not an int.
         ValueError: unknown model name or weight name.
         FileNotFoundError: ``weights`` looks like a path that does not exist.
         IsADirectoryError: ``weights`` is a folder, not a state-dict file.
@@ -622,6 +627,16 @@ def build_classifier(
     if name not in TARGET_LAYERS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(TARGET_LAYERS))}")
     num_classes = as_int(num_classes, "num_classes", 1)
+    if seed is None:
+        return _build_classifier(name, num_classes, weights, **kwargs)
+    seed = as_int(seed, "seed", 0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _build_classifier(name, num_classes, weights, **kwargs)
+
+
+def _build_classifier(name: str, num_classes: int, weights: str | os.PathLike | Any | None,
+                      **kwargs: Any) -> tuple[nn.Module, str]:
     progress = bool(kwargs.pop("progress", True))
     head = HEAD_LAYERS[name]
 

@@ -13,7 +13,9 @@ GAIN's streams per step (all sharing the network's parameters):
 * S_e runs on a batch drawn from the few samples flagged ``use_mask`` / ``use_boxes``
   (the paper's 1-10 % with extra labels), cycling through them as often as needed.
 
-Reproducibility: at the start of every epoch the random state (shuffling, the S_e draw,
+Reproducibility: a run is reproducible from one seed given to the builder of the model
+(``GAIN.from_name(..., seed=0)``: its initial weights) and to :class:`TrainConfig` (``seed=0``:
+the training). At the start of every epoch the random state (shuffling, the S_e draw,
 dropout) is re-seeded from ``(seed, epoch)``. So a run resumed from the checkpoint written
 at the end of an epoch continues exactly as the uninterrupted run would have: the same
 final weights. An interrupted epoch is redone from its start.
@@ -140,7 +142,10 @@ class TrainConfig:
         channels_last: train with the network's weights and the images in NHWC memory
             format: about 20 % faster per step on 2 CPU cores for the book's small CNN, and
             the format tensor cores prefer. The results differ from NCHW only by float rounding.
-        seed: seeds everything (see the module notes on reproducibility).
+        seed: seeds the training: shuffling, the S_e draws, dropout (see the module notes on
+            reproducibility). Not the model's initial weights, which exist before the
+            trainer: build the model with the same seed for those
+            (``GAIN.from_name(..., seed=seed)``, ``build_classifier(..., seed=seed)``).
         device: ``"auto"`` (CUDA, then MPS, then CPU), or any torch device string.
         num_workers: DataLoader workers.
         checkpoint_dir: where ``last.pt``, ``previous.pt`` and ``history.json`` are written

@@ -4,23 +4,27 @@ case of the issue and failed before its fix.
 The losses and the GAIN methods took labels and masks the batching refuses, empty batches,
 images of the wrong layout, dtype or range, and GainConfig values that overflow float32;
 attention() failed under inference_mode; the builders gave raw errors for a weights folder and
-a string class count.
+a string class count; and the README's three lines gave another network on every run.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from tiny import TinyNet, TinyScenes
 
+import gainlib
 from gainlib.data.protocol import IMAGE_VALUE_LIMIT, SampleError, collate_samples
 from gainlib.gain import GAIN, GainConfig
 from gainlib.losses import class_targets_from_mask, classification_loss
 from gainlib.models import SmallCNN, build_classifier
 from gainlib.trainer import GainTrainer, TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _model(**config):
@@ -195,3 +199,53 @@ def test_num_classes_must_be_an_int(num_classes, error):
         with pytest.raises(error, match=r"num_classes must be (an int|>= 1)"):
             build()
     assert GAIN.from_name("small_cnn", np.int64(4)).classifier.num_classes == 4
+
+
+# -- one seed makes a run reproducible from the public API --------------------------------------
+
+def _readme_lines() -> str:
+    block = re.search(r"```python\n(import gainlib\n.*?)```", (ROOT / "README.md").read_text(),
+                      re.S).group(1)
+    return block
+
+
+class _Tiny:
+    """gainlib as the README's lines see it, scaled down: the small CNN for its network (with
+    its weights argument ignored: no download), one short epoch, no checkpoint folder."""
+
+    GainTrainer = GainTrainer
+
+    class GAIN:
+        @staticmethod
+        def from_name(name, num_classes, weights=None, **kwargs):
+            return GAIN.from_name("small_cnn", 3, **kwargs)
+
+    @staticmethod
+    def TrainConfig(**kwargs):
+        return TrainConfig(**{**kwargs, "epochs": 1, "batch_size": 4, "checkpoint_dir": None,
+                              "progress": False, "device": "cpu", "eval_attention": False})
+
+
+def test_the_readmes_three_lines_run_twice_give_the_same_network():
+    code = _readme_lines().replace("import gainlib\n", "")
+    data = TinyScenes(n=8, pixel=(0, 1))
+    networks = []
+    for _ in range(2):
+        scope = {"gainlib": _Tiny, "train_set": data, "val_set": TinyScenes(n=4, seed=1)}
+        exec(compile(code, "README.md", "exec"), scope)
+        networks.append(scope["model"].state_dict())
+        torch.randn(100)                         # the global random state moves on between runs
+    assert all(torch.equal(a, b) for a, b in zip(networks[0].values(), networks[1].values()))
+    assert gainlib.TrainConfig.__doc__.count("GAIN.from_name(..., seed=seed)") == 1
+
+
+def test_a_seeded_build_leaves_the_global_random_state_alone():
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    one, _ = build_classifier("small_cnn", 3, seed=1)
+    assert torch.equal(torch.rand(3), expected)
+    two, _ = build_classifier("small_cnn", 3, seed=1)
+    three, _ = build_classifier("small_cnn", 3, seed=2)
+    assert torch.equal(one.classifier[-1].weight, two.classifier[-1].weight)
+    assert not torch.equal(one.classifier[-1].weight, three.classifier[-1].weight)
