@@ -66,9 +66,6 @@ _REPOSITORY = Path(__file__).resolve().parents[1]
 #: The packages whose modules count towards a run's code digest.
 _OWN_PACKAGES = ("gainlib", "gainbook")
 MODEL_FILE = "model.pt"
-#: The files of a run's folder that the cache and the trainer read or write (besides
-#: temporary files, which are created exclusively).
-_SIDE_FILES = ("spec.json", MODEL_FILE, "last.pt", "previous.pt", "history.json", "diverged.json")
 
 
 class CacheError(RuntimeError):
@@ -243,10 +240,13 @@ def refuse_symlinks(*paths: Path) -> None:
 
 
 def _run_paths(root: Path, spec: CachedRun) -> tuple[Path, Path]:
-    """The run's folder and lock, after checking that neither they nor the folder's files are
-    symbolic links."""
+    """The run's folder and lock, after checking that neither they nor anything in the folder
+    (the model, its spec, checkpoints, side files) is a symbolic link."""
     folder, lock = root / spec.key(), root / f"{spec.key()}.lock"
-    refuse_symlinks(folder, lock, *(folder / name for name in _SIDE_FILES))
+    refuse_symlinks(folder, lock)
+    if folder.is_dir():
+        with os.scandir(folder) as entries:
+            refuse_symlinks(*(Path(entry.path) for entry in entries))
     return folder, lock
 
 
@@ -325,10 +325,11 @@ def _load(spec: CachedRun, final: Path, device: torch.device) -> Trained | None:
         history = state["history"]
         if not isinstance(history, list):
             raise TypeError(f"its history is a {type(history).__name__}, not a list")
+        stored = _plain(state.get("spec"))
     except Exception as error:   # truncated, corrupt, foreign or malicious: never trust it
         _move_aside(final, f"does not load ({type(error).__name__}: {error})")
         return None
-    stored, wanted = _plain(state.get("spec")), _plain(spec.to_dict())
+    wanted = _plain(spec.to_dict())
     if stored != wanted:
         fields = sorted(k for k in set(stored or {}) | set(wanted)
                         if (stored or {}).get(k) != wanted.get(k)) if isinstance(stored, dict) else []

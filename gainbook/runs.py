@@ -35,6 +35,7 @@ __all__ = ["DataSpec", "RunSpec", "TrainedRun", "load_split", "training_set", "b
 #: A trained attention run (:class:`gainbook.cache.Trained` of a :class:`RunSpec`).
 TrainedRun = Trained
 
+#: The data a :class:`DataSpec` can name.
 DATASETS = ("synthetic", "camera", "workpiece", "decoy", "voc")
 #: The VOC lists behind :func:`load_split`'s ``"train"`` and ``"val"``.
 VOC_SPLITS = {"train": "train_aug", "val": "val"}
