@@ -17,7 +17,8 @@ Steps (each is skipped when its output already exists, so the script can be reru
    Li et al., Sec. 4.1, and check the 1,449-image VOC ``val`` list.
 4. Write ``SegmentationClassAug/<id>.png`` for every ``train_aug`` and ``val`` image: VOC's own
    mask where VOC has one (it has the 255 boundary band), else SBD's mask converted from
-   ``cls/<id>.mat``.
+   ``cls/<id>.mat``. Each is written to a temporary file and renamed, and a rerun writes again
+   any mask that is not a whole PNG (one a killed run of an older version left truncated).
 5. Write the random extra-label subsets of 200, 400, 900 and 1,464 images (Tables 3, 4 and 7)
    as ``ImageSets/Segmentation/extra_<n>_seed<s>.txt``. They are drawn from VOC's 1,464
    ``train`` images -- the paper's 1,464 subset is that whole list, and its 78 boat images
@@ -56,6 +57,7 @@ from gainlib.data.voc_layout import (
     parse_annotation_xml,
     read_id_list,
     read_mask,
+    write_atomically,
     write_id_list,
     write_mask_png,
 )
@@ -343,18 +345,35 @@ def check_counts(lists: dict[str, list[str]], expected: dict[str, int] = EXPECTE
         raise SystemExit(f"unexpected list sizes ({details}); is the download complete?")
 
 
+_PNG_START = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"     # the empty IEND chunk every PNG ends with
+
+
+def whole_png(path: Path) -> bool:
+    """Whether ``path`` is a PNG written to its end (a writer killed halfway leaves no IEND);
+    reads 20 bytes, so a rerun can check every mask cheaply."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(8) != _PNG_START:
+                return False
+            handle.seek(-len(_PNG_END), os.SEEK_END)
+            return handle.read() == _PNG_END
+    except OSError:
+        return False
+
+
 def build_aug_masks(voc_root: Path, sbd_root: Path, ids: Sequence[str], progress: bool = True) -> int:
-    """Write ``SegmentationClassAug/<id>.png``; returns how many were written (existing kept)."""
+    """Write ``SegmentationClassAug/<id>.png``, each atomically; returns how many were written
+    (whole ones are kept, truncated ones written again)."""
     out_dir = voc_root / "SegmentationClassAug"
     written = 0
     for sample_id in tqdm(ids, desc="SegmentationClassAug", disable=not progress):
         target = out_dir / f"{sample_id}.png"
-        if target.is_file():
+        if whole_png(target):
             continue
         own = voc_root / "SegmentationClass" / f"{sample_id}.png"
         if own.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(own, target)
+            write_atomically(target, lambda temporary: shutil.copyfile(own, temporary))
         else:
             write_mask_png(target, read_mask(sbd_root / "cls" / f"{sample_id}.mat"))
         written += 1

@@ -19,12 +19,17 @@ the key, loading, the atomic save, the lock, filling many runs side by side — 
   processes (:mod:`gainbook.pool`); :func:`train_all` then loads them in order.
 
 Safety: models are loaded with ``weights_only=True`` (a crafted ``model.pt`` cannot run code);
-a model file that does not load is moved aside and its run trained again, with a warning; a
+a model file that does not load, lacks its history, or was saved for another spec (a file
+copied from another run's folder) is moved aside and its run trained again, with a warning; a
 per-run lock file lets two builds share a cache (the second waits and then loads); temporary
-files have unique names and are renamed into place atomically.
+files have unique names and are renamed into place atomically. A run folder, lock or side file
+that is a symbolic link is refused (:class:`CacheError`, naming it), never followed, so a shared
+cache cannot be made to write outside itself.
 
-The cache lives in ``$GAIN_BOOK_CACHE``, or ``_build/cache`` of the repository. The device is
-not part of the key, so a cache filled on a GPU is reused on the CPU.
+The cache lives in ``$GAIN_BOOK_CACHE`` (``~`` expanded; a relative path is taken from the
+repository, so the build and the chapters' kernels, which run in another folder, share it), or
+``_build/cache`` of the repository. The device is not part of the key, so a cache filled on a
+GPU is reused on the CPU.
 """
 
 from __future__ import annotations
@@ -54,8 +59,8 @@ try:   # POSIX; elsewhere runs are not locked against a second build on the same
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["CachedRun", "Trained", "cache_root", "code_digest", "training_modules", "load_or_train",
-           "fill", "train_all"]
+__all__ = ["CachedRun", "Trained", "CacheError", "cache_root", "code_digest", "training_modules",
+           "load_or_train", "fill", "train_all", "write_text_atomic", "refuse_symlinks"]
 
 _REPOSITORY = Path(__file__).resolve().parents[1]
 #: The packages whose modules count towards a run's code digest.
@@ -63,12 +68,19 @@ _OWN_PACKAGES = ("gainlib", "gainbook")
 MODEL_FILE = "model.pt"
 
 
+class CacheError(RuntimeError):
+    """The cache cannot be used safely: a symbolic link where a run's folder, lock or file
+    should be, or a broken model that cannot be moved aside. The message names the path."""
+
+
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """``cache_dir``, else ``$GAIN_BOOK_CACHE``, else ``<repository>/_build/cache``."""
+    """``cache_dir``, else ``$GAIN_BOOK_CACHE``, else ``<repository>/_build/cache``; ``~``
+    expanded, made absolute (a relative ``$GAIN_BOOK_CACHE`` from the repository, a relative
+    ``cache_dir`` from the working directory) and resolved, so one folder has one name."""
     if cache_dir is not None:
-        return Path(cache_dir)
+        return Path(cache_dir).expanduser().resolve()
     if os.environ.get("GAIN_BOOK_CACHE"):
-        return Path(os.environ["GAIN_BOOK_CACHE"])
+        return (_REPOSITORY / Path(os.environ["GAIN_BOOK_CACHE"]).expanduser()).resolve()
     return _REPOSITORY / "_build" / "cache"
 
 
@@ -153,7 +165,8 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, CachedRun):
         return value.key()            # a run it starts from: its key covers its code and spec
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        settings = getattr(value, "run_settings", None)   # TrainConfig: runtime fields left out
+        # TrainConfig: its runtime fields left out; DataSpec: its files' fingerprint added
+        settings = getattr(value, "run_settings", None)
         fields = settings() if callable(settings) else {
             f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
         return {k: _jsonable(v) for k, v in fields.items()}
@@ -218,6 +231,25 @@ class Trained:
     seconds: float
 
 
+def refuse_symlinks(*paths: Path) -> None:
+    """Raise :class:`CacheError` naming the first of ``paths`` that is a symbolic link."""
+    for path in paths:
+        if path.is_symlink():
+            raise CacheError(f"{path} is a symbolic link (to {os.readlink(path)}); the cache never "
+                             "follows links in its runs' folders, locks or files: remove it")
+
+
+def _run_paths(root: Path, spec: CachedRun) -> tuple[Path, Path]:
+    """The run's folder and lock, after checking that neither they nor anything in the folder
+    (the model, its spec, checkpoints, side files) is a symbolic link."""
+    folder, lock = root / spec.key(), root / f"{spec.key()}.lock"
+    refuse_symlinks(folder, lock)
+    if folder.is_dir():
+        with os.scandir(folder) as entries:
+            refuse_symlinks(*(Path(entry.path) for entry in entries))
+    return folder, lock
+
+
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (another build training the same run waits). Not
@@ -226,7 +258,12 @@ def _locked(path: Path) -> Iterator[None]:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         yield
         return
-    with open(path, "a+") as handle:
+    try:   # O_NOFOLLOW: a link planted after the check is refused too
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as error:
+        refuse_symlinks(path)
+        raise CacheError(f"cannot open the lock {path} ({error})") from error
+    with os.fdopen(descriptor, "r+") as handle:
         if fcntl is not None:
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -259,22 +296,48 @@ def _save_atomic(state: dict[str, Any], path: Path) -> None:
         Path(handle.name).unlink(missing_ok=True)
 
 
+def _plain(value: Any) -> Any:
+    """``value`` as JSON reads it back (tuples become lists), to compare stored specs."""
+    return json.loads(json.dumps(value, sort_keys=True))
+
+
+def _move_aside(final: Path, problem: str) -> None:
+    """Move a model that must not be served out of the way, with a warning naming why."""
+    aside = final.with_name(f"{final.name}.bad-{int(time.time())}")
+    try:
+        os.replace(final, aside)
+    except OSError as error:   # a read-only cache: say why the model is refused, not only this
+        raise CacheError(f"cached model {final} {problem} and cannot be moved aside ({error}); "
+                         "delete it, or use a writable cache ($GAIN_BOOK_CACHE)") from None
+    warnings.warn(f"cached model {final} {problem}; moved it to {aside.name} and training the "
+                  "run again", stacklevel=4)
+
+
 def _load(spec: CachedRun, final: Path, device: torch.device) -> Trained | None:
-    """The cached run, or ``None`` when its file is missing or does not load (moved aside)."""
+    """The cached run, or ``None`` when its file is missing, does not load or holds another
+    spec's model (moved aside)."""
     if not final.exists():
         return None
     model = spec.build()
     try:
         state = torch.load(final, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
+        history = state["history"]
+        if not isinstance(history, list):
+            raise TypeError(f"its history is a {type(history).__name__}, not a list")
+        stored = _plain(state.get("spec"))
     except Exception as error:   # truncated, corrupt, foreign or malicious: never trust it
-        aside = final.with_name(f"{final.name}.bad-{int(time.time())}")
-        os.replace(final, aside)
-        warnings.warn(f"cached model {final} does not load ({type(error).__name__}: {error}); "
-                      f"moved it to {aside.name} and training the run again", stacklevel=3)
+        _move_aside(final, f"does not load ({type(error).__name__}: {error})")
+        return None
+    wanted = _plain(spec.to_dict())
+    if stored != wanted:
+        fields = sorted(k for k in set(stored or {}) | set(wanted)
+                        if (stored or {}).get(k) != wanted.get(k)) if isinstance(stored, dict) else []
+        _move_aside(final, f"was saved for another run (its stored spec differs in "
+                           f"{', '.join(fields) or 'everything'})")
         return None
     model.to(device).eval()
-    return Trained(spec, model, state["history"], final.parent, True, 0.0)
+    return Trained(spec, model, history, final.parent, True, 0.0)
 
 
 def load_or_train(spec: CachedRun, cache_dir: str | os.PathLike | None = None, *,
@@ -285,7 +348,7 @@ def load_or_train(spec: CachedRun, cache_dir: str | os.PathLike | None = None, *
     last finished epoch; the finished model is ``model.pt`` there.
     """
     root = cache_root(cache_dir)
-    folder = root / spec.key()
+    folder, lock = _run_paths(root, spec)
     final = folder / MODEL_FILE
     started = time.perf_counter()
     target = select_device(device)
@@ -295,7 +358,8 @@ def load_or_train(spec: CachedRun, cache_dir: str | os.PathLike | None = None, *
         return loaded
     for dependency in spec.dependencies():
         load_or_train(dependency, root, device=device, progress=progress)
-    with _locked(root / f"{spec.key()}.lock"):
+    with _locked(lock):
+        _run_paths(root, spec)                  # nothing was planted while we waited
         loaded = _load(spec, final, target)     # another build may have trained it meanwhile
         if loaded is not None:
             loaded.seconds = time.perf_counter() - started
@@ -305,7 +369,7 @@ def load_or_train(spec: CachedRun, cache_dir: str | os.PathLike | None = None, *
         # Under torchrun every rank trains the same weights; rank 0 alone writes them.
         writer = int(os.environ.get("RANK", "0")) == 0
         if writer:
-            (folder / "spec.json").write_text(json.dumps(spec.to_dict(), indent=1))
+            write_text_atomic(folder / "spec.json", json.dumps(spec.to_dict(), indent=1))
         history = spec.fit(model, folder, device=device, progress=progress, cache_dir=root)
         if writer:
             _save_atomic({"model": model.state_dict(), "history": history,

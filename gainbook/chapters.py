@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from gainbook.profiles import BookProfile, book_profile
-from gainbook.cache import Trained, cache_root
+from gainbook.cache import Trained, cache_root, refuse_symlinks, write_text_atomic
 from gainbook.runs import RunSpec, load_split, train_runs
 from gainlib.trainer import Mode, NonFiniteLossError, evaluate
 
@@ -173,9 +173,11 @@ def _train_recording_divergence(specs: Sequence[RunSpec], device: str) -> list[T
         return (root / spec.key() / DIVERGED_FILE).exists()
 
     def mark(spec: RunSpec, failure: NonFiniteLossError) -> None:
-        (root / spec.key()).mkdir(parents=True, exist_ok=True)
-        (root / spec.key() / DIVERGED_FILE).write_text(
-            json.dumps({"error": f"{type(failure).__name__}: {failure}"}))
+        folder = root / spec.key()
+        refuse_symlinks(folder, folder / DIVERGED_FILE)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(folder / DIVERGED_FILE,
+                          json.dumps({"error": f"{type(failure).__name__}: {failure}"}))
 
     pending = [s for s in specs if not marked(s)]
     while pending:

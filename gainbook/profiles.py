@@ -17,6 +17,7 @@ from typing import Any, Literal
 from gainbook.runs import DataSpec, RunSpec
 from gainlib.gain import GainConfig
 from gainlib.trainer import Mode, TrainConfig
+from gainlib.validation import as_int
 
 __all__ = ["BookProfile", "Profile", "PROFILES", "book_profile", "orientation_profile",
            "decoy_profile", "DECOY_DATA_DRAWS", "segmentation_settings"]
@@ -56,6 +57,7 @@ class BookProfile:
     def __post_init__(self) -> None:
         if not self.draws or any(not isinstance(d, int) or d < 0 for d in self.draws):
             raise ValueError(f"draws must be integers >= 0, at least one, got {self.draws!r}")
+        object.__setattr__(self, "seeds", _seeds(self.seeds))
 
     def draw_of(self, seed: int) -> int:
         """The training-set draw that seed ``seed``'s runs train on."""
@@ -100,6 +102,19 @@ class BookProfile:
         return replace(base, train=self._train(mode, epochs, self.classifier_lr, seed),
                        gain=GainConfig(**gain), pixel_labels=pixel_labels,
                        box_labels=box_labels)
+
+
+def _seeds(seeds: Any) -> tuple[int, ...]:
+    """``seeds`` as a tuple of distinct plain ints >= 0 (numpy ints and arrays accepted)."""
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise TypeError(f"BookProfile.seeds must be a sequence of ints, got {seeds!r}")
+    checked = tuple(as_int(s, f"BookProfile.seeds[{i}]", 0) for i, s in enumerate(seeds))
+    if not checked:
+        raise ValueError("BookProfile.seeds must hold at least one seed, got none")
+    twice = sorted({s for s in checked if checked.count(s) > 1})
+    if twice:
+        raise ValueError(f"BookProfile.seeds holds seed {twice[0]} twice: {list(checked)}")
+    return checked
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ their verdicts are recorded once from executed chapters and shown on the results
 the default's: what ran (the command, the chapters' parameters, the commit, the machine, the
 time each chapter took), and a digest of the code it ran (every gainlib/gainbook module the
 chapters import, and each chapter's code cells), so that the page can say when the code has
-changed since.
+changed since. The check derives the modules from the chapters as they are now (a record
+cannot leave one out), confines chapters to ``notebooks/``, and validates the record's schema;
+it says whether the code is unchanged, and nothing about verdicts, which anyone could edit.
 
 Nothing here is typed in: :func:`scorecard_rows` reads the rows back from the tables the
 chapters glued (``ch<N>-scorecard``, :func:`gainbook.scorecard.scorecard`).
@@ -27,8 +29,10 @@ import ast
 import datetime
 import hashlib
 import json
+import math
 import os
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,7 +43,7 @@ import nbformat
 from gainbook.cache import _OWN_PACKAGES, _module_closure, _module_file, write_text_atomic
 
 __all__ = ["scorecard_rows", "chapter_entry", "make_record", "load_record", "changed_since",
-           "RECORD_KEYS", "ROW_KEYS"]
+           "code_files", "RECORD_KEYS", "ROW_KEYS"]
 
 _REPOSITORY = Path(__file__).resolve().parents[1]
 _GLUE_MIME = "application/papermill.record/text/html"
@@ -181,28 +185,147 @@ def make_record(paths: Sequence[str | os.PathLike], *, profile: str,
             "modules": module_digests(imported), "chapters": chapters}
 
 
+CHAPTER_KEYS = ("notebook", "parameters", "seconds", "code", "rows")
+MACHINE_KEYS = ("cpus", "platform", "python", "torch")
+#: A chapter's file name: a notebook in the chapters' folder, never a path.
+_NOTEBOOK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.ipynb")
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+class _Invalid(ValueError):
+    pass
+
+
+def _expect(ok: bool, field: str, problem: str, value: Any) -> None:
+    if not ok:
+        raise _Invalid(f"{field} {problem}, got {value!r} ({type(value).__name__})")
+
+
+def _text(value: Any, field: str) -> None:
+    _expect(isinstance(value, str) and value.strip() != "", field, "must be a non-empty string", value)
+
+
+def _whole(value: Any, field: str, minimum: int) -> None:
+    _expect(isinstance(value, int) and not isinstance(value, bool) and value >= minimum, field,
+            f"must be an integer >= {minimum}", value)
+
+
+def _object(value: Any, field: str, keys: Sequence[str]) -> None:
+    _expect(isinstance(value, dict), field, "must be an object", value)
+    missing = [k for k in keys if k not in value]
+    _expect(not missing, field, f"lacks {missing}", sorted(value))
+
+
+def _check_record(record: Any) -> None:
+    """Raise :class:`_Invalid` naming the first field of ``record`` that breaks the schema."""
+    _object(record, "the record", RECORD_KEYS)
+    for key in ("profile", "commit", "command"):
+        _text(record[key], key)
+    _text(record["recorded"], "recorded")
+    try:
+        datetime.datetime.fromisoformat(record["recorded"])
+    except ValueError:
+        _expect(False, "recorded", "must be an ISO date and time", record["recorded"])
+    _object(record["machine"], "machine", MACHINE_KEYS)
+    _whole(record["machine"]["cpus"], "machine.cpus", 1)
+    for key in MACHINE_KEYS[1:]:
+        _text(record["machine"][key], f"machine.{key}")
+    _expect(isinstance(record["modules"], dict), "modules", "must be an object", record["modules"])
+    for name, digest in record["modules"].items():
+        _expect(isinstance(digest, str) and bool(_DIGEST.fullmatch(digest)), f"modules[{name!r}]",
+                "must be a SHA-256 hex digest", digest)
+    chapters = record["chapters"]
+    _expect(isinstance(chapters, list) and len(chapters) > 0, "chapters",
+            "must be a non-empty list", chapters)
+    for i, chapter in enumerate(chapters):
+        where = f"chapters[{i}]"
+        _object(chapter, where, CHAPTER_KEYS)
+        name = chapter["notebook"]
+        _expect(isinstance(name, str) and bool(_NOTEBOOK_NAME.fullmatch(name)), f"{where}.notebook",
+                "must be the file name of a chapter in notebooks/ (no folder)", name)
+        _object(chapter["parameters"], f"{where}.parameters", ("profile",))
+        _expect(chapter["parameters"]["profile"] == record["profile"], f"{where}.parameters.profile",
+                f"must be the record's profile {record['profile']!r}", chapter["parameters"]["profile"])
+        seconds = chapter["seconds"]
+        _expect(isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+                and math.isfinite(seconds) and seconds >= 0, f"{where}.seconds",
+                "must be a finite number >= 0", seconds)
+        _expect(isinstance(chapter["code"], str) and bool(_DIGEST.fullmatch(chapter["code"])),
+                f"{where}.code", "must be a SHA-256 hex digest", chapter["code"])
+        _expect(isinstance(chapter["rows"], list), f"{where}.rows", "must be a list", chapter["rows"])
+        for j, row in enumerate(chapter["rows"]):
+            _object(row, f"{where}.rows[{j}]", ROW_KEYS)
+            for key in ROW_KEYS[:-1]:
+                _text(row[key], f"{where}.rows[{j}].{key}")
+            _whole(row["chapter"], f"{where}.rows[{j}].chapter", 1)
+
+
 def load_record(path: str | os.PathLike) -> dict[str, Any]:
-    """A record written by this module; an error naming the file and what it lacks."""
-    record = json.loads(Path(path).read_text())
-    missing = [k for k in RECORD_KEYS if k not in record]
-    missing += [f"chapters[{i}].{k}" for i, c in enumerate(record.get("chapters", []))
-                for k in ("notebook", "parameters", "seconds", "code", "rows") if k not in c]
-    if missing:
-        raise ValueError(f"{path}: not a scorecard record (missing {missing})")
+    """A record written by this module, its schema checked: every malformed record (a missing
+    or mistyped field, NaN or negative seconds, a chapter outside ``notebooks/``) is a
+    ``ValueError`` naming the file and the field."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not a scorecard record (not JSON: {error})") from None
+    if isinstance(record, dict):      # every missing key at once, as the record has them
+        missing = [k for k in RECORD_KEYS if k not in record]
+        chapters = record.get("chapters", [])
+        missing += [f"chapters[{i}].{k}" for i, c in enumerate(chapters if isinstance(chapters, list) else [])
+                    if isinstance(c, dict) for k in CHAPTER_KEYS if k not in c]
+        if missing:
+            raise ValueError(f"{path}: not a scorecard record (missing {missing})")
+    try:
+        _check_record(record)
+    except _Invalid as error:
+        raise ValueError(f"{path}: not a scorecard record: {error}") from None
     return record
 
 
+def _chapters_folder(notebooks: str | os.PathLike | None) -> Path:
+    return (Path(notebooks) if notebooks is not None else _REPOSITORY / "notebooks").resolve()
+
+
+def _chapter_path(folder: Path, name: str) -> Path:
+    """``folder / name``, refused unless it is a file name that stays inside ``folder``."""
+    path = folder / name
+    if not _NOTEBOOK_NAME.fullmatch(name) or path.resolve().parent != folder:
+        raise ValueError(f"chapter {name!r} is not a notebook of {folder}")
+    return path
+
+
+def code_files(record: dict[str, Any], notebooks: str | os.PathLike | None = None) -> list[Path]:
+    """The files the staleness check of ``record`` reads: its chapters as they are now in
+    ``notebooks`` and every gainlib/gainbook module they import, transitively (the results
+    page depends on them, so an edit to any of them rebuilds it)."""
+    folder = _chapters_folder(notebooks)
+    chapters = sorted({_chapter_path(folder, c["notebook"]) for c in record["chapters"]})
+    imported = {m for path in chapters if path.is_file()
+                for m in _imported(nbformat.read(path, as_version=4))}
+    modules = sorted({m for name in imported for m in _module_closure(name)})
+    files = {_module_file(m) for m in modules}
+    return chapters + sorted(f for f in files if f is not None and f.suffix == ".py")
+
+
 def changed_since(record: dict[str, Any], notebooks: str | os.PathLike | None = None) -> list[str]:
-    """What differs now from what ``record`` ran: gainlib/gainbook modules whose code changed
-    (or that are gone), and chapters in ``notebooks`` (default: the repository's) whose code
-    cells changed. Empty when the record is of the code as it is."""
-    folder = Path(notebooks) if notebooks is not None else _REPOSITORY / "notebooks"
-    # A module that imports one more of ours has changed itself: no need for the closure.
-    changed = [m for m, digest in record["modules"].items() if _module_digest(m) != digest]
+    """What differs now from what ``record`` ran: the chapters in ``notebooks`` (default: the
+    repository's) whose code cells changed (or that are gone), and the gainlib/gainbook modules
+    those chapters import now, transitively, whose code is not the code the record lists (or
+    that it does not list). The modules are derived from the chapters as they are, never taken
+    from the record. Empty when the code is unchanged since the record."""
+    folder = _chapters_folder(notebooks)
+    changed, imported = [], set()
     for chapter in record["chapters"]:
-        path = folder / chapter["notebook"]
-        if not path.is_file() or _code_digest(nbformat.read(path, as_version=4)) != chapter["code"]:
+        path = _chapter_path(folder, chapter["notebook"])
+        if not path.is_file():
             changed.append(f"notebooks/{chapter['notebook']}")
+            continue
+        notebook = nbformat.read(path, as_version=4)
+        imported |= _imported(notebook)
+        if _code_digest(notebook) != chapter["code"]:
+            changed.append(f"notebooks/{chapter['notebook']}")
+    changed += [m for m, digest in module_digests(sorted(imported)).items()
+                if record["modules"].get(m) != digest]
     return sorted(set(changed))
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Sequence
 
@@ -27,12 +27,18 @@ from gainbook.cache import CachedRun, Trained, fill, load_or_train, train_all
 from gainlib.gain import GAIN, GainConfig
 from gainlib.models import build_classifier
 from gainlib.trainer import GainTrainer, TrainConfig
+from gainlib.validation import check_choice, check_int, check_real
 
 __all__ = ["DataSpec", "RunSpec", "TrainedRun", "load_split", "training_set", "build_model",
            "train_run", "train_runs", "fill_cache"]
 
 #: A trained attention run (:class:`gainbook.cache.Trained` of a :class:`RunSpec`).
 TrainedRun = Trained
+
+#: The data a :class:`DataSpec` can name.
+DATASETS = ("synthetic", "camera", "workpiece", "decoy", "voc")
+#: The VOC lists behind :func:`load_split`'s ``"train"`` and ``"val"``.
+VOC_SPLITS = {"train": "train_aug", "val": "val"}
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,10 @@ class DataSpec:
             images are fixed, only the labelled subset is redrawn). The evaluation
             splits do not change with it, so runs of several draws are scored on the same
             held-out images (:meth:`gainbook.profiles.BookProfile.draw_of`).
-        voc_root: the prepared VOC tree (``data_scripts/get_voc.py``).
+        voc_root: the prepared VOC tree (``data_scripts/get_voc.py``), a string or a path;
+            stored as one absolute path (``~`` expanded, resolved), so that two spellings of
+            a folder are one key. A run's key also covers the files of the tree
+            (:meth:`run_settings`).
         design: synthetic scenes: their layout and palettes, a name in
             :data:`gainlib.data.render_scenes.SCENE_DESIGNS` (``"v1"``, ``"v2"``, ``"v3"``) or a
             :class:`~gainlib.data.render_scenes.SceneDesign`; orientation data: how far the
@@ -82,8 +91,31 @@ class DataSpec:
     train_draw: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.train_draw, int) or self.train_draw < 0:
-            raise ValueError(f"train_draw must be an integer >= 0, got {self.train_draw!r}")
+        # Every field here, naming it, rather than where a bad value first breaks (deep in
+        # rendering or the JSON encoder); numpy scalars become plain numbers for the key.
+        check_choice(self, "dataset", DATASETS)
+        for name in ("image_size", "n_train", "n_eval"):
+            check_int(self, name, 1)
+        for name in ("seed", "train_draw"):
+            check_int(self, name, 0)
+        for name in ("context_bias", "shortcut_strength"):
+            check_real(self, name, 0.0, maximum=1.0)
+        if self.voc_root is not None:
+            if not isinstance(self.voc_root, (str, os.PathLike)):
+                raise TypeError(f"DataSpec.voc_root must be a path or None, got {self.voc_root!r}")
+            object.__setattr__(self, "voc_root", str(Path(self.voc_root).expanduser().resolve()))
+
+    def run_settings(self) -> dict[str, Any]:
+        """What a run's key hashes of its data (:mod:`gainbook.cache`): the fields, and for VOC
+        a fingerprint of the lists and files its splits read
+        (:func:`gainlib.data.voc.files_fingerprint`), so that a tree replaced under the same
+        ``voc_root`` trains again rather than serving the old tree's model."""
+        settings = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.dataset == "voc" and self.voc_root is not None:
+            from gainlib.data.voc import files_fingerprint
+
+            settings["files"] = files_fingerprint(self.voc_root, tuple(VOC_SPLITS.values()))
+        return settings
 
     def split_seed(self, split: str) -> int:
         """The seed that generates ``split``: the data seed, or for the training split of
@@ -199,11 +231,10 @@ def load_split(data: DataSpec, split: str) -> Dataset:
         if data.voc_root is None:
             raise ValueError("dataset 'voc' needs voc_root: the folder prepared by "
                              "data_scripts/get_voc.py")
-        names = {"train": "train_aug", "val": "val"}
-        if split not in names:
-            raise KeyError(f"VOC has the splits {sorted(names)}, not {split!r} (the counterfactual "
-                           "splits exist only in the synthetic benchmark)")
-        return VOCDataset(data.voc_root, names[split], saliency=spectral_residual_saliency,
+        if split not in VOC_SPLITS:
+            raise KeyError(f"VOC has the splits {sorted(VOC_SPLITS)}, not {split!r} (the "
+                           "counterfactual splits exist only in the synthetic benchmark)")
+        return VOCDataset(data.voc_root, VOC_SPLITS[split], saliency=spectral_residual_saliency,
                           transforms=voc_transforms(train=split == "train", size=data.image_size))
     raise ValueError("dataset must be 'synthetic', 'camera', 'workpiece', 'decoy' or 'voc', "
                      f"got {data.dataset!r}")

@@ -8,8 +8,8 @@ One module per concept of the paper (Li et al., CVPR 2018 / TPAMI 2019):
 
 Train GAIN on any dataset that follows :mod:`gainlib.data.protocol`::
 
-    model = gainlib.GAIN.from_name("small_cnn", num_classes=4)
-    trainer = gainlib.GainTrainer(model, gainlib.TrainConfig(mode="gain", epochs=10))
+    model = gainlib.GAIN.from_name("small_cnn", num_classes=4, seed=0)
+    trainer = gainlib.GainTrainer(model, gainlib.TrainConfig(mode="gain", epochs=10, seed=0))
     history = trainer.fit(train_set, val_set)
 """
 

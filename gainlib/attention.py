@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gainlib.data.protocol import check_images, check_labels
 from gainlib.models import resolve_layer
 
 Normalization = Literal["max", "minmax", "batch_minmax", "none"]
@@ -85,24 +86,6 @@ def positive_classes(labels: Tensor) -> tuple[Tensor, Tensor]:
     order = torch.sort((~positive).to(torch.int8), dim=1, stable=True).indices[:, :k]
     valid = torch.arange(k, device=labels.device)[None, :] < counts[:, None]
     return torch.where(valid, order, torch.zeros_like(order)), valid
-
-
-def check_labels(labels: Tensor, logits: Tensor) -> None:
-    """Raise ``ValueError`` unless multi-hot ``labels`` are ``[B, C]`` like the model's ``logits``.
-
-    Wider labels would otherwise surface as an out-of-bounds index deep in Eq. 1's
-    ``scatter_`` (a device-side assert on CUDA); narrower ones would mislabel classes.
-    """
-    if not torch.is_tensor(labels):
-        raise TypeError(f"labels must be a multi-hot tensor [B, C], got {type(labels).__name__}")
-    if labels.ndim != 2 or labels.shape != logits.shape:
-        if labels.ndim == 2 and labels.shape[1] != logits.shape[1]:
-            problem = (f"{labels.shape[1]} label classes for a model with {logits.shape[1]} outputs; "
-                       "build the model for the dataset's classes")
-        else:
-            problem = "multi-hot labels [B, C], one row per image, expected"
-        raise ValueError(f"labels {list(labels.shape)} do not match the model's logits "
-                         f"{list(logits.shape)}: {problem}")
 
 
 def normalize_maps(maps: Tensor, normalization: Normalization = "max",
@@ -249,7 +232,7 @@ class GradCAM:
 
     def forward_with_features(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """Run the model and return ``(logits, features of the target layer)``."""
-        _check_images(images)
+        check_images(images, values=False)   # any model's inputs: the layout, not the range
         self.features = None
         logits = self.model(images)
         if self.features is None:
@@ -270,7 +253,15 @@ class GradCAM:
 
         Give either multi-hot ``labels [B, C]`` (a map per positive class) or explicit
         integer label indices ``classes [B]`` / ``[B, K]``; with neither, the top-scoring class.
+        Works under ``torch.no_grad()`` and ``torch.inference_mode()`` too (Grad-CAM needs
+        gradients, so it computes them on normal copies of the inputs there).
         """
+        if torch.is_inference_mode_enabled():
+            # Inference tensors cannot enter autograd: leave inference mode and use copies.
+            with torch.inference_mode(False):
+                copies = [None if t is None or not torch.is_tensor(t) else t.clone()
+                          for t in (images, labels, classes)]
+                return self(*copies, create_graph=create_graph)
         if classes is not None:                     # before the forward pass: fail fast
             classes = _class_slots(classes, len(images) if torch.is_tensor(images) else None)
         with torch.enable_grad():
@@ -318,10 +309,3 @@ def _class_slots(classes: Tensor, batch: int | None) -> Tensor:
         raise ValueError(f"classes must be [B] or [B, K] with B = {batch} images, "
                          f"got shape {list(classes.shape)}")
     return classes.reshape(classes.shape[0], -1).long()
-
-
-def _check_images(images: Tensor) -> None:
-    if not torch.is_tensor(images) or images.ndim != 4:
-        raise ValueError(f"images must be a tensor [B, 3, H, W], got {_shape_of(images)}")
-    if not images.is_floating_point():
-        raise TypeError(f"images must be floating point, got {images.dtype}")

@@ -38,13 +38,7 @@ from typing import Any, Iterator, Literal, Mapping
 import torch
 from torch import Tensor, nn
 
-from gainlib.attention import (
-    AttentionMaps,
-    GradCAM,
-    attention_from_features,
-    check_labels,
-    positive_classes,
-)
+from gainlib.attention import AttentionMaps, GradCAM, attention_from_features, positive_classes
 from gainlib.losses import (
     mean_over_class_slots,
     attention_mining_loss,
@@ -53,7 +47,7 @@ from gainlib.losses import (
     classification_loss,
     pixel_attention_loss,
 )
-from gainlib.data.protocol import IMAGENET_MEAN, IMAGENET_STD
+from gainlib.data.protocol import IMAGENET_MEAN, IMAGENET_STD, check_images, check_labels
 from gainlib.masking import DEFAULT_BLUR_SIGMA, DEFAULT_OMEGA, DEFAULT_SIGMA, Fill, masked_image, soft_mask
 from gainlib.models import build_classifier
 from gainlib.presets import preset_fields
@@ -90,7 +84,8 @@ class GainConfig:
 
     Every field's type and range is checked when the config is built (``ValueError`` /
     ``TypeError`` naming the field): sigma in [0, 1], omega > 0, alpha and ext_weight >= 0,
-    blur_sigma > 0, image_std > 0, all finite; the string fields one of their choices;
+    blur_sigma > 0, image_std > 0, all finite and within float32's range (Eq. 4 computes
+    omega * (A - sigma) in float32); the string fields one of their choices;
     the flags bools.
     """
 
@@ -165,12 +160,21 @@ class GainConfig:
         return cls(**{**preset_fields(name), **overrides})
 
 
+#: The largest magnitude a setting may have: the streams compute in float32, where a larger
+#: omega makes Eq. 4's omega * (A - sigma) infinite (NaN where A = sigma, and in its gradient).
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+
+
 def _check_number(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"GainConfig.{name} must be a number, got {value!r} "
                         f"({type(value).__name__})")
     if not math.isfinite(value):
         raise ValueError(f"GainConfig.{name} must be finite, got {value!r}")
+    if abs(value) > _FLOAT32_MAX:
+        raise ValueError(f"GainConfig.{name} = {value!r} overflows float32, the precision the "
+                         f"streams compute in (largest {_FLOAT32_MAX:.3g})"
+                         + (": Eq. 4's omega * (A - sigma) would be infinite" if name == "omega" else ""))
 
 
 class GAIN(nn.Module):
@@ -194,19 +198,25 @@ class GAIN(nn.Module):
                             detach_normalizer=self.config.detach_normalizer)
 
     @classmethod
-    def from_name(cls, name: str, num_classes: int, weights: str | None = None,
-                  **config: Any) -> "GAIN":
-        """Build a GAIN on a preset backbone of :mod:`gainlib.models` (``"vgg16"``, ...)."""
-        classifier, layer = build_classifier(name, num_classes, weights=weights)
+    def from_name(cls, name: str, num_classes: int, weights: str | None = None, *,
+                  seed: int | None = None, **config: Any) -> "GAIN":
+        """Build a GAIN on a preset backbone of :mod:`gainlib.models` (``"vgg16"``, ...);
+        ``seed`` makes its initial weights reproducible (:func:`build_classifier`), ``config``
+        are :class:`GainConfig` fields."""
+        classifier, layer = build_classifier(name, num_classes, weights=weights, seed=seed)
         return cls(classifier, layer, GainConfig(**config))
 
     def forward(self, images: Tensor) -> Tensor:
-        """Plain classification: logits ``[B, C]``."""
+        """Plain classification of ``images [B, 3, H, W]`` (checked: :func:`check_images`):
+        logits ``[B, C]``."""
+        check_images(images)
         return self.classifier(images)
 
     def attention(self, images: Tensor, labels: Tensor | None = None,
                   classes: Tensor | None = None, create_graph: bool = False) -> AttentionMaps:
-        """Grad-CAM maps (Eq. 1-2) of the given classes; see :class:`GradCAM`."""
+        """Grad-CAM maps (Eq. 1-2) of the given classes; see :class:`GradCAM` (it works under
+        ``torch.no_grad()`` and ``torch.inference_mode()`` too)."""
+        check_images(images)
         return self._cam(images, labels=labels, classes=classes, create_graph=create_graph)
 
     def _trainable_attention(self, images: Tensor, labels: Tensor):
@@ -242,11 +252,11 @@ class GAIN(nn.Module):
             ``{"cl", "am", "ext", "total"}`` (terms not computed are absent).
         """
         images, labels = batch["image"], batch["labels"]
+        check_images(images)
         out: dict[str, Tensor] = {}
         if not attention_mining or self.config.alpha == 0:
             logits = self.classifier(images)
-            check_labels(labels, logits)
-            out["cl"] = classification_loss(logits, labels)
+            out["cl"] = classification_loss(logits, labels)       # checks the labels
             total = out["cl"]
         else:
             with _recorded_batch_stats(self.classifier) as batch_stats:
@@ -269,11 +279,12 @@ class GAIN(nn.Module):
         """Stream S_e: L_p (Eq. 7) on samples flagged ``use_mask``, otherwise L_bbox (Eq. 9)
         on samples flagged ``use_boxes``; the mean over those samples' classes."""
         images, labels = batch["image"], batch["labels"]
+        check_images(images)
         use_mask, use_boxes = batch["use_mask"], batch["use_boxes"] & ~batch["use_mask"]
         _, maps, classes, valid = self._trainable_attention(images, labels)
         per_slot = maps.new_zeros(classes.shape)
         if use_mask.any():
-            targets, pixel_valid = class_targets_from_mask(batch["mask"], classes)
+            targets, pixel_valid = class_targets_from_mask(batch["mask"], classes, labels.shape[1])
             pixel = pixel_attention_loss(maps, targets, valid, pixel_valid, reduction="none")
             per_slot = torch.where(use_mask[:, None], pixel, per_slot)
         if use_boxes.any():

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gainlib.data.protocol import IGNORE_INDEX
+from gainlib.data.protocol import IGNORE_INDEX, check_labels, check_mask
 
 Score = Literal["sigmoid", "logit", "softmax", "max_softmax"]
 
@@ -50,9 +50,10 @@ __all__ = [
 
 
 def classification_loss(logits: Tensor, labels: Tensor) -> Tensor:
-    """L_cl: the multi-label soft-margin loss of ``logits [B, C]`` against multi-hot ``labels``."""
-    if logits.shape != labels.shape:
-        raise ValueError(f"logits {list(logits.shape)} and labels {list(labels.shape)} differ")
+    """L_cl: the multi-label soft-margin loss of ``logits [B, C]`` against multi-hot ``labels``
+    (0/1 values of a non-empty batch, else ``ValueError``: with a label of 2 the loss has no
+    lower bound, and an empty batch would give NaN)."""
+    check_labels(labels, logits)
     return F.multilabel_soft_margin_loss(logits, labels.to(logits.dtype))
 
 
@@ -101,17 +102,21 @@ def self_guidance_loss(cl_loss: Tensor, am_loss: Tensor, alpha: float = 1.0) -> 
     return cl_loss + alpha * am_loss
 
 
-def class_targets_from_mask(mask: Tensor, classes: Tensor) -> tuple[Tensor, Tensor]:
+def class_targets_from_mask(mask: Tensor, classes: Tensor,
+                            num_classes: int | None = None) -> tuple[Tensor, Tensor]:
     """H^c of Eq. 7 from a VOC class-index mask.
 
     Args:
         mask: ``[B, H, W]`` with 0 background, ``c + 1`` for label index c, 255 ignore.
         classes: ``[B, K]`` label indices of the class slots.
+        num_classes: C; with it, a mask value outside ``0..C`` and 255 is a ``ValueError``
+            (it would count as background); without it, only values outside 0..255 are.
 
     Returns:
         ``targets [B, K, H, W]`` (1 where the pixel belongs to the slot's class) and
         ``pixel_valid [B, H, W]`` (False on ignore pixels).
     """
+    check_mask(mask, num_classes)
     if mask.ndim != 3 or mask.shape[0] != classes.shape[0]:
         raise ValueError(f"mask must be [B={classes.shape[0]}, H, W], got {list(mask.shape)}")
     targets = (mask.unsqueeze(1) == (classes + 1)[:, :, None, None]).float()

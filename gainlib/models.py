@@ -80,6 +80,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models import DenseNet, get_model, get_model_weights, get_weight
 
+from gainlib.validation import as_int
+
 __all__ = [
     "TARGET_LAYERS",
     "HEAD_LAYERS",
@@ -206,8 +208,7 @@ class SmallCNN(nn.Module):
         grid: int = 6,
     ) -> None:
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        num_classes = as_int(num_classes, "num_classes", 1)
         if len(widths) < 1:
             raise ValueError("widths must contain at least one block width")
         if head not in ("gap", "fc"):
@@ -329,8 +330,7 @@ class EfficientNetLite0(nn.Module):
 
     def __init__(self, num_classes: int = 1000, dropout: float = 0.2) -> None:
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        num_classes = as_int(num_classes, "num_classes", 1)
         self._conv_stem = _lite0_conv(3, 32, 3, stride=2)
         self._bn0 = _lite0_bn(32)
         self._stem_act = nn.ReLU6()
@@ -577,6 +577,8 @@ def build_classifier(
     name: str,
     num_classes: int,
     weights: str | os.PathLike | Any | None = None,
+    *,
+    seed: int | None = None,
     **kwargs: Any,
 ) -> tuple[nn.Module, str]:
     """Build a backbone with a ``num_classes``-way head and return its Grad-CAM layer.
@@ -585,7 +587,10 @@ def build_classifier(
         name: one of :data:`TARGET_LAYERS` (``vgg16``, ``vgg11``, ``resnet18/50/101``,
             ``densenet121/161``, ``densenet_small``, ``small_cnn``, ``small_cnn_fc``
             (:class:`SmallCNN` with ``head="fc"``), ``efficientnet_lite0``).
-        num_classes: number of output logits.
+        num_classes: number of output logits (an int >= 1; numpy ints too).
+        seed: initialise the random weights (every layer not loaded from ``weights``, the
+            new head included) from this seed, so that a build is reproducible; the global
+            torch random state is left as it was. ``None``: from the global random state.
         weights: ``None`` (random init, the default: nothing is downloaded);
             ``"DEFAULT"`` or a torchvision weight-enum name (``"IMAGENET1K_V1"``,
             ``"VGG16_Weights.IMAGENET1K_V1"``) or enum member for ImageNet weights,
@@ -610,8 +615,10 @@ def build_classifier(
         outputs (e.g. ``num_classes=1000`` keeps the ImageNet classifier).
 
     Raises:
+        TypeError: ``num_classes`` or ``seed`` is not an int.
         ValueError: unknown model name or weight name.
         FileNotFoundError: ``weights`` looks like a path that does not exist.
+        IsADirectoryError: ``weights`` is a folder, not a state-dict file.
         RuntimeError: the ImageNet weights are not cached and cannot be downloaded
             (offline); the message names the file and where to put it.
         ImportError: ``efficientnet_lite0`` with ``weights="DEFAULT"`` and the
@@ -619,8 +626,17 @@ def build_classifier(
     """
     if name not in TARGET_LAYERS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(TARGET_LAYERS))}")
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    num_classes = as_int(num_classes, "num_classes", 1)
+    if seed is None:
+        return _build_classifier(name, num_classes, weights, **kwargs)
+    seed = as_int(seed, "seed", 0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _build_classifier(name, num_classes, weights, **kwargs)
+
+
+def _build_classifier(name: str, num_classes: int, weights: str | os.PathLike | Any | None,
+                      **kwargs: Any) -> tuple[nn.Module, str]:
     progress = bool(kwargs.pop("progress", True))
     head = HEAD_LAYERS[name]
 
@@ -650,6 +666,10 @@ def build_classifier(
         )
         if as_path:
             path = Path(weights)
+            if path.is_dir():
+                found = sorted(p.name for p in path.iterdir() if p.name.endswith(_CHECKPOINT_SUFFIXES))
+                raise IsADirectoryError(f"weights {path} is a folder, not a state-dict file; pass "
+                                        "the file" + (f", e.g. one of {found[:5]}" if found else ""))
             if not path.is_file():
                 raise FileNotFoundError(f"weights file not found: {path}")
             state = _clean_state_dict(torch.load(path, map_location="cpu", weights_only=True), name)

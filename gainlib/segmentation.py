@@ -66,7 +66,8 @@ from gainlib.data.saliency import SaliencyPrior
 from gainlib.losses import segmentation_loss, weakly_supervised_segmentation_loss
 from gainlib.metrics import ConfusionMatrix
 from gainlib.models import eval_mode
-from gainlib.trainer import Trainer, _check_choice, _check_loop_settings, _check_real
+from gainlib.trainer import Trainer, _check_loop_settings
+from gainlib.validation import check_choice, check_real
 
 __all__ = [
     "FG_THRESHOLD",
@@ -877,9 +878,9 @@ class SegmentationConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        _check_choice(self, "loss", _SEG_LOSSES)
+        check_choice(self, "loss", _SEG_LOSSES)
         _check_loop_settings(self)
-        _check_real(self, "lr_step", positive=True, optional=True)
+        check_real(self, "lr_step", positive=True, optional=True)
 
     def run_settings(self) -> dict[str, Any]:
         """The fields that define the training run (everything but runtime plumbing)."""

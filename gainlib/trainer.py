@@ -13,7 +13,9 @@ GAIN's streams per step (all sharing the network's parameters):
 * S_e runs on a batch drawn from the few samples flagged ``use_mask`` / ``use_boxes``
   (the paper's 1-10 % with extra labels), cycling through them as often as needed.
 
-Reproducibility: at the start of every epoch the random state (shuffling, the S_e draw,
+Reproducibility: a run is reproducible from one seed given to the builder of the model
+(``GAIN.from_name(..., seed=0)``: its initial weights) and to :class:`TrainConfig` (``seed=0``:
+the training). At the start of every epoch the random state (shuffling, the S_e draw,
 dropout) is re-seeded from ``(seed, epoch)``. So a run resumed from the checkpoint written
 at the end of an epoch continues exactly as the uninterrupted run would have: the same
 final weights. An interrupted epoch is redone from its start.
@@ -41,7 +43,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import numbers
 import os
 import tempfile
 import time
@@ -62,6 +63,7 @@ from gainlib.gain import GAIN
 from gainlib.losses import class_targets_from_mask
 from gainlib.metrics import attention_scores, mean_average_precision, multilabel_accuracy
 from gainlib.models import select_device
+from gainlib.validation import check_bool, check_choice, check_int, check_real
 
 __all__ = ["TrainConfig", "Trainer", "GainTrainer", "NonFiniteLossError", "CheckpointError",
            "evaluate", "extra_label_indices"]
@@ -82,60 +84,19 @@ class CheckpointError(RuntimeError):
     """A checkpoint could not be written or read; the message names the file and what to do."""
 
 
-# -- validation of settings (shared with gainlib.segmentation.SegmentationConfig) ------------
-def _check_int(owner: object, name: str, minimum: int) -> None:
-    value = getattr(owner, name)
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{type(owner).__name__}.{name} must be an int, got {value!r} "
-                        f"({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{type(owner).__name__}.{name} must be >= {minimum}, got {value}")
-    object.__setattr__(owner, name, int(value))    # numpy ints: keep checkpoints plain
-
-
-def _check_real(owner: object, name: str, minimum: float = 0.0, *, positive: bool = False,
-                below: float | None = None, optional: bool = False) -> None:
-    value = getattr(owner, name)
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{type(owner).__name__}.{name} must be a number"
-                        f"{' or None' if optional else ''}, got {value!r} ({type(value).__name__})")
-    bad = (not math.isfinite(value) or value < minimum or (positive and value <= minimum)
-           or (below is not None and value >= below))
-    if bad:
-        bounds = (f"{'>' if positive else '>='} {minimum}" + (f" and < {below}" if below is not None else ""))
-        raise ValueError(f"{type(owner).__name__}.{name} must be a finite number {bounds}, got {value}")
-    if not isinstance(value, (int, float)):
-        object.__setattr__(owner, name, float(value))
-
-
-def _check_bool(owner: object, *names: str) -> None:
-    for name in names:
-        value = getattr(owner, name)
-        if not isinstance(value, bool):
-            raise TypeError(f"{type(owner).__name__}.{name} must be True or False, got {value!r}")
-
-
-def _check_choice(owner: object, name: str, choices: Sequence[Any]) -> None:
-    value = getattr(owner, name)
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{type(owner).__name__}.{name} must be one of "
-                         f"{', '.join(map(repr, choices))}, got {value!r}")
-
-
+# -- validation of the settings every trainer's config shares ----------------------------
 def _check_loop_settings(owner: object) -> None:
     """Type and range of the fields every trainer's config shares (see :class:`LoopSettings`)."""
     for name in ("epochs", "batch_size"):
-        _check_int(owner, name, 1)
-    _check_int(owner, "seed", 0)
-    _check_int(owner, "num_workers", 0)
-    _check_real(owner, "lr")
-    _check_real(owner, "momentum", below=1.0)
-    _check_real(owner, "weight_decay")
+        check_int(owner, name, 1)
+    check_int(owner, "seed", 0)
+    check_int(owner, "num_workers", 0)
+    check_real(owner, "lr")
+    check_real(owner, "momentum", below=1.0)
+    check_real(owner, "weight_decay")
     # 0 would freeze the weights, a negative norm turns the clip into gradient ascent.
-    _check_real(owner, "grad_clip", positive=True, optional=True)
-    _check_bool(owner, "amp", "channels_last", "resume", "progress")
+    check_real(owner, "grad_clip", positive=True, optional=True)
+    check_bool(owner, "amp", "channels_last", "resume", "progress")
     kind = type(owner).__name__
     device = getattr(owner, "device")
     if not isinstance(device, (str, torch.device)):
@@ -181,7 +142,10 @@ class TrainConfig:
         channels_last: train with the network's weights and the images in NHWC memory
             format: about 20 % faster per step on 2 CPU cores for the book's small CNN, and
             the format tensor cores prefer. The results differ from NCHW only by float rounding.
-        seed: seeds everything (see the module notes on reproducibility).
+        seed: seeds the training: shuffling, the S_e draws, dropout (see the module notes on
+            reproducibility). Not the model's initial weights, which exist before the
+            trainer: build the model with the same seed for those
+            (``GAIN.from_name(..., seed=seed)``, ``build_classifier(..., seed=seed)``).
         device: ``"auto"`` (CUDA, then MPS, then CPU), or any torch device string.
         num_workers: DataLoader workers.
         checkpoint_dir: where ``last.pt``, ``previous.pt`` and ``history.json`` are written
@@ -217,15 +181,15 @@ class TrainConfig:
     eval_every: int = 1
 
     def __post_init__(self) -> None:
-        _check_choice(self, "mode", ("classifier", "gain", "gain_ext"))
-        _check_choice(self, "optimizer", ("sgd", "adam"))
-        _check_choice(self, "lr_schedule", ("constant", "cosine"))
-        _check_choice(self, "ext_sampling", ("cycle", "natural"))
+        check_choice(self, "mode", ("classifier", "gain", "gain_ext"))
+        check_choice(self, "optimizer", ("sgd", "adam"))
+        check_choice(self, "lr_schedule", ("constant", "cosine"))
+        check_choice(self, "ext_sampling", ("cycle", "natural"))
         _check_loop_settings(self)
         for name in ("ext_batch_size", "eval_every"):
-            _check_int(self, name, 1)
-        _check_int(self, "warmup_epochs", 0)
-        _check_bool(self, "eval_attention")
+            check_int(self, name, 1)
+        check_int(self, "warmup_epochs", 0)
+        check_bool(self, "eval_attention")
         if self.mode != "classifier" and self.warmup_epochs >= self.epochs:
             raise ValueError(f"TrainConfig.warmup_epochs ({self.warmup_epochs}) must be below epochs "
                              f"({self.epochs}) in mode={self.mode!r}: the attention losses would never "
@@ -790,7 +754,8 @@ def evaluate(model: GAIN, dataset: Dataset | Sequence, batch_size: int = 32,
             if attention and batch["has_mask"].any():
                 out = model.attention(batch["image"], labels=batch["labels"])
                 logits = out.logits
-                targets, pixel_valid = class_targets_from_mask(batch["mask"], out.classes)
+                targets, pixel_valid = class_targets_from_mask(batch["mask"], out.classes,
+                                                               logits.shape[1])
                 keep = out.valid & batch["has_mask"][:, None]
                 if keep.any():
                     valid_pixels = pixel_valid[:, None].expand_as(targets)[keep]

@@ -31,24 +31,24 @@ def _config(tmp_path=None, **kw):
 
 
 class Interrupting(Dataset):
-    """Raises KeyboardInterrupt (like Ctrl-C) on the n-th sample read, or yields images whose
-    loss is NaN."""
+    """Raises KeyboardInterrupt (like Ctrl-C) on the n-th sample read or, with ``poison`` (a
+    weight of the model), fills that weight with NaN there, so that the loss is NaN (the
+    batching refuses NaN images and images so bright that the forward pass overflows)."""
 
-    def __init__(self, inner, after, nan=False):
-        self.inner, self.after, self.nan, self.reads = inner, after, nan, 0
+    def __init__(self, inner, after, poison=None):
+        self.inner, self.after, self.poison, self.reads = inner, after, poison, 0
 
     def __len__(self):
         return len(self.inner)
 
     def __getitem__(self, i):
         self.reads += 1
-        sample = dict(self.inner[i])
         if self.reads > self.after:
-            if not self.nan:
+            if self.poison is None:
                 raise KeyboardInterrupt
-            # Finite (collate refuses NaN images) but so large that the forward pass overflows.
-            sample["image"] = torch.full_like(sample["image"], torch.finfo(torch.float32).max)
-        return sample
+            with torch.no_grad():
+                self.poison.fill_(float("nan"))
+        return self.inner[i]
 
     def extra_label_indices(self):
         return [i for i, s in enumerate(self.inner.samples) if s["use_mask"] or s["use_boxes"]]
@@ -133,9 +133,11 @@ def test_channels_last_changes_only_float_rounding():
 
 
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):
-    data = Interrupting(TinyScenes(n=16), after=16 + 4, nan=True)   # NaN losses in epoch 2
-    with pytest.raises(NonFiniteLossError, match="epoch 2.*last good checkpoint is kept"):
-        GainTrainer(_model(), _config(tmp_path, mode="gain", epochs=3)).fit(data)
+    model = _model()
+    data = Interrupting(TinyScenes(n=16), after=16 + 4,                 # NaN losses in epoch 2
+                        poison=model.classifier.classifier[-1].weight)
+    with pytest.raises(NonFiniteLossError, match="loss at epoch 2.*last good checkpoint is kept"):
+        GainTrainer(model, _config(tmp_path, mode="gain", epochs=3)).fit(data)
     state = torch.load(tmp_path / "last.pt", weights_only=True)
     assert state["epoch"] == 0
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())

@@ -5,10 +5,14 @@ with its provenance.
     ```
 
 renders what ran (the record's date, commit, machine, commands and each chapter's time), a
-warning naming every module and chapter whose code changed since (or a line saying none did),
-and the table: claim, the paper's number, ours, the verdict, the chapter and the parameters a
+warning naming every module and chapter whose code changed since (or a line saying the code is
+unchanged since the record, and that this is all it checks: the verdicts are the record's), and
+the table: claim, the paper's number, ours, the verdict, the chapter and the parameters a
 chapter ran with besides the profile. The path is relative to the page; a missing or malformed
-record is a build error that names it.
+record is a build error that names it and the field. The page depends on the record, the
+chapters and every module they import (:func:`gainbook.records.code_files`), so an incremental
+build after an edit to any of them renders it again. ``recorded_scorecard_notebooks`` (a
+Sphinx setting) names the chapters' folder; default: the repository's ``notebooks/``.
 """
 
 from __future__ import annotations
@@ -67,32 +71,44 @@ def _table(rows: list[tuple[str, ...]]) -> nodes.table:
     return table
 
 
+def status_text(changed: list[str]) -> str:
+    """What the staleness check found, worded as what it checks: the code, not the verdicts."""
+    if changed:
+        return ("The code has changed since this record, in: "
+                f"{', '.join(changed)}. Its verdicts are those of the commit it names; rerun its "
+                "commands to bring it up to date.")
+    return ("The code is unchanged since this record: every chapter's code cells, and every "
+            "gainlib and gainbook module the chapters import now (followed through their "
+            "imports), hash as the record says they did when it ran. That is all this checks: "
+            "the verdicts, times and provenance are as the record states them, not recomputed "
+            "by this build.")
+
+
 class RecordedScorecard(SphinxDirective):
     required_arguments = 1
     has_content = False
 
     def run(self) -> list[nodes.Node]:
-        from gainbook.records import changed_since, load_record
+        from gainbook.records import changed_since, code_files, load_record
 
         relative, path = self.env.relfn2path(self.arguments[0], self.env.docname)
         self.env.note_dependency(relative)
+        notebooks = self.config.recorded_scorecard_notebooks
         try:
             record = load_record(path)
+            files = code_files(record, notebooks)
         except (OSError, ValueError) as error:
             raise self.error(f"recorded-scorecard: cannot read {self.arguments[0]}: {error}")
-        changed = changed_since(record)
+        for file in files:           # an edit to the code renders the page again
+            self.env.note_dependency(str(file))
+        changed = changed_since(record, notebooks)
+        status = _paragraph(status_text(changed))
         if changed:
-            status = nodes.warning()
-            status += _paragraph("The code has changed since this record, in: "
-                                 f"{', '.join(changed)}. Its verdicts are those of the commit "
-                                 "it names; rerun its commands to bring it up to date.")
-        else:
-            status = _paragraph("The code this build's chapters run is the code the record ran: "
-                                "every gainlib and gainbook module they import, and every "
-                                "chapter's code cells, hash as they did then.")
+            status = nodes.warning("", status)
         return [_paragraph(provenance(record)), status, _table(record_table_rows(record))]
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
+    app.add_config_value("recorded_scorecard_notebooks", None, "env")
     app.add_directive("recorded-scorecard", RecordedScorecard)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

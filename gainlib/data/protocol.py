@@ -19,7 +19,12 @@ key             type / shape                  meaning
 ``id``          str                           a name for error messages and bookkeeping
 ==============  ============================  ==================================================
 
-Images must be finite. Boxes must be finite, inside the image and not empty
+Images must be finite and normalised: a value beyond ``±IMAGE_VALUE_LIMIT`` (50; ImageNet
+normalisation maps [0, 1] to about [-2.1, 2.7]) is taken for pixels in 0..255 that were never
+normalised, and refused. Labels must be 0 or 1, mask values ``0..C`` or 255. The same checks
+guard gainlib's public entries for tensors (:func:`check_images`, :func:`check_labels`,
+:func:`check_mask`: the losses and the :class:`~gainlib.gain.GAIN` methods), each one
+vectorised operation per batch. Boxes must be finite, inside the image and not empty
 (``x1 < x2 <= W``, ``y1 < y2 <= H``). A ``use_boxes`` sample needs a ``saliency`` prior (without
 one, L_bbox of Eq. 9 would pull the map to 0 inside its boxes) and a box for every positive label.
 
@@ -40,6 +45,8 @@ import torch
 IGNORE_INDEX = 255
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: The largest magnitude a normalised image may hold; beyond it, pixels in 0..255 are suspected.
+IMAGE_VALUE_LIMIT = 50.0
 
 __all__ = [
     "IGNORE_INDEX",
@@ -48,6 +55,10 @@ __all__ = [
     "SampleError",
     "validate_sample",
     "collate_samples",
+    "IMAGE_VALUE_LIMIT",
+    "check_images",
+    "check_labels",
+    "check_mask",
     "boxes_to_masks",
     "denormalize",
 ]
@@ -118,16 +129,13 @@ def _check_structure(sample: Mapping[str, Any], num_classes: int | None,
 def _check_values(sample: Mapping[str, Any]) -> None:
     """Value ranges of a structurally valid sample (collate checks them for a whole batch at once)."""
     image, labels = sample["image"], sample["labels"]
-    if not torch.isfinite(image).all():
-        _fail(sample, "'image' holds NaN or infinite values")
-    if ((labels != 0) & (labels != 1)).any():
-        _fail(sample, "'labels' must be multi-hot (0/1 values)")
+    if _bad_image_values(image):
+        _fail(sample, f"'image' {_image_value_problem(image)}")
+    if _bad_labels(labels):
+        _fail(sample, f"'labels' must be multi-hot (0/1 values), found {_odd_values(labels)}")
     mask = sample.get("mask")
-    if mask is not None:
-        valid = mask[mask != IGNORE_INDEX]
-        if valid.numel() and (valid.min() < 0 or valid.max() > labels.shape[0]):
-            _fail(sample, f"'mask' values must be 0..{labels.shape[0]} or {IGNORE_INDEX}, "
-                          f"found {sorted(set(valid.unique().tolist()))[:10]}")
+    if mask is not None and _bad_mask(mask, labels.shape[0]):
+        _fail(sample, _mask_problem("'mask'", mask, labels.shape[0]))
     saliency = sample.get("saliency")
     if saliency is not None and _bad_saliency(saliency):
         _fail(sample, "'saliency' values must lie in [0, 1] (no NaN)")
@@ -148,6 +156,111 @@ def _check_values(sample: Mapping[str, Any]) -> None:
             _fail(sample, f"use_boxes=True but positive label(s) {missing.nonzero()[:, 0].tolist()} have "
                           "no box: L_bbox (Eq. 9) would pull their maps to 0 everywhere; add their "
                           "boxes or set use_boxes=False")
+
+
+def _bad_image_values(image: torch.Tensor) -> bool:
+    """NaN, infinite or beyond ``IMAGE_VALUE_LIMIT``: one pass over the image(s)."""
+    low, high = torch.aminmax(image)
+    return not bool((low >= -IMAGE_VALUE_LIMIT) & (high <= IMAGE_VALUE_LIMIT))   # NaN fails
+
+
+def _image_value_problem(image: torch.Tensor) -> str:
+    if not torch.isfinite(image).all():
+        return "holds NaN or infinite values"
+    low, high = (float(v) for v in torch.aminmax(image))
+    return (f"holds values from {low:g} to {high:g}, beyond ±{IMAGE_VALUE_LIMIT:g}: pixels in "
+            "0..255 that were never normalised? Convert them to [0, 1] and normalise them "
+            "(e.g. with the ImageNet mean and std, as gainlib.data.build_sample does)")
+
+
+def _bad_labels(labels: torch.Tensor) -> bool:
+    return bool(((labels != 0) & (labels != 1)).any())
+
+
+def _odd_values(values: torch.Tensor, allowed: Sequence[int] = (0, 1)) -> str:
+    """Up to ten of the distinct values of ``values`` not in ``allowed``, for messages."""
+    odd = values[~torch.isin(values, torch.tensor(allowed, dtype=values.dtype, device=values.device))]
+    return "[" + ", ".join(f"{float(v):g}" for v in odd.unique()[:10].tolist()) + "]"
+
+
+def _bad_mask(mask: torch.Tensor, num_classes: int) -> bool:
+    return bool((((mask < 0) | (mask > num_classes)) & (mask != IGNORE_INDEX)).any())
+
+
+def _mask_problem(what: str, mask: torch.Tensor, num_classes: int) -> str:
+    return (f"{what} values must be 0..{num_classes} or {IGNORE_INDEX} (0 background, c + 1 for "
+            f"label index c, {IGNORE_INDEX} ignore), found "
+            f"{_odd_values(mask, [*range(num_classes + 1), IGNORE_INDEX])}")
+
+
+def check_images(images: Any, *, channels: int | None = 3, values: bool = True) -> None:
+    """Raise unless ``images`` is a non-empty floating-point tensor ``[B, 3, H, W]``
+    (``channels``; ``None``: any) whose values lie within ``±IMAGE_VALUE_LIMIT`` (``values``).
+    ``TypeError`` for the type or dtype, ``ValueError`` for the layout, an empty batch or the
+    values; the message names what was given and, for a likely mistake (one image without
+    its batch dimension, channels last, greyscale, uint8 or 0..255 pixels), the fix."""
+    expected = f"a float tensor [B, {channels if channels is not None else 'C'}, H, W]"
+    if not torch.is_tensor(images):
+        raise TypeError(f"images must be {expected}, got {_describe(images)}")
+    shape = list(images.shape)
+    if images.ndim != 4:
+        hint = (": one image without its batch dimension? Pass images[None]"
+                if images.ndim == 3 and images.shape[0] in (1, 3) else "")
+        raise ValueError(f"images must be {expected}, got shape {shape}{hint}")
+    if channels is not None and images.shape[1] != channels:
+        hint = ("; they look channels-last [B, H, W, 3]: pass images.permute(0, 3, 1, 2)"
+                if images.shape[-1] == channels else
+                "; one channel (greyscale?): pass images.expand(-1, 3, -1, -1)"
+                if images.shape[1] == 1 and channels == 3 else "")
+        raise ValueError(f"images must be {expected}, got shape {shape} with "
+                         f"{images.shape[1]} channels{hint}")
+    if not images.is_floating_point():
+        raise TypeError(f"images must be {expected} (floating point, normalised), got dtype "
+                        f"{images.dtype}" + (": convert to [0, 1] floats and normalise them, e.g. "
+                                             "with gainlib.data.build_sample"
+                                             if images.dtype == torch.uint8 else ""))
+    if images.shape[0] == 0:
+        raise ValueError(f"images is an empty batch (shape {shape}): there is nothing to score")
+    if values and _bad_image_values(images):
+        raise ValueError(f"images {_image_value_problem(images)}")
+
+
+def check_labels(labels: Any, logits: torch.Tensor | None = None) -> None:
+    """Raise unless ``labels`` are multi-hot (0/1) ``[B, C]`` (like ``logits``, when given) of
+    a non-empty batch. Wider labels would otherwise surface as an out-of-bounds index deep in
+    Eq. 1's ``scatter_`` (a device-side assert on CUDA); soft or count labels as a loss without
+    a lower bound, or attention mining silently switched off (a label of 0.3 is no class)."""
+    if not torch.is_tensor(labels):
+        raise TypeError(f"labels must be a multi-hot tensor [B, C], got {_describe(labels)}")
+    if logits is not None and (labels.ndim != 2 or labels.shape != logits.shape):
+        if labels.ndim == 1 or (labels.ndim == 2 and labels.shape[1] == 1 < logits.shape[1]):
+            problem = (f"they look like class indices; give multi-hot labels [B, C], e.g. "
+                       f"torch.nn.functional.one_hot(indices.view(-1), {logits.shape[1]}).float()")
+        elif labels.ndim == 2 and labels.shape[1] != logits.shape[1]:
+            problem = (f"{labels.shape[1]} label classes for a model with {logits.shape[1]} outputs; "
+                       "build the model for the dataset's classes")
+        else:
+            problem = "multi-hot labels [B, C], one row per image, expected"
+        raise ValueError(f"labels {list(labels.shape)} do not match the model's logits "
+                         f"{list(logits.shape)}: {problem}")
+    if labels.ndim != 2:
+        raise ValueError(f"labels must be multi-hot [B, C], got shape {list(labels.shape)}")
+    if labels.shape[0] == 0:
+        raise ValueError(f"labels is an empty batch (shape {list(labels.shape)}): there is "
+                         "nothing to score")
+    if _bad_labels(labels):
+        raise ValueError(f"labels must be multi-hot (0/1 values), found {_odd_values(labels)}: "
+                         "counts, soft labels or -1 for 'absent' are not labels of GAIN's losses")
+
+
+def check_mask(mask: Any, num_classes: int | None = None) -> None:
+    """Raise unless ``mask`` is an integer tensor of class ids ``0..num_classes`` or
+    ``IGNORE_INDEX`` (``num_classes=None``: ``0..255``, the ids of any class count)."""
+    if not torch.is_tensor(mask) or mask.is_floating_point() or mask.dtype == torch.bool:
+        raise TypeError(f"mask must be an integer tensor of class ids, got {_describe(mask)}")
+    if _bad_mask(mask, IGNORE_INDEX if num_classes is None else num_classes):
+        raise ValueError(_mask_problem("mask", mask, IGNORE_INDEX - 1 if num_classes is None
+                                       else num_classes))
 
 
 def _bad_saliency(saliency: torch.Tensor) -> bool:
@@ -230,9 +343,9 @@ def collate_samples(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     use_boxes = torch.tensor([bool(s.get("use_boxes", False)) for s in samples])
     # The value checks, once for the batch; only a failing batch is searched for the culprit.
     labels_in_range = not all_labels.numel() or (all_labels.min() >= 0 and all_labels.max() < num_classes)
-    if (not torch.isfinite(image).all()
-            or ((labels != 0) & (labels != 1)).any()
-            or (((mask < 0) | (mask > num_classes)) & (mask != IGNORE_INDEX)).any()
+    if (_bad_image_values(image)
+            or _bad_labels(labels)
+            or _bad_mask(mask, num_classes)
             or _bad_saliency(saliency)
             or not labels_in_range
             or any(bad.any() for bad in _bad_boxes(all_boxes, height, width).values())

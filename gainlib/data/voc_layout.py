@@ -18,10 +18,12 @@ Boxes inside gainlib are ``(x1, y1, x2, y2)`` in pixel coordinates where pixel `
 
 from __future__ import annotations
 
+import collections
 import os
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -59,12 +61,25 @@ def voc_palette() -> list[int]:
     return palette
 
 
+def write_atomically(path: PathLike, write: Callable[[Path], None]) -> None:
+    """Call ``write`` on a uniquely named temporary file beside ``path``, then rename it to
+    ``path``: a writer killed halfway leaves the old file or none, never a truncated one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.replace(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
 def write_mask_png(path: PathLike, mask: np.ndarray) -> None:
-    """Write a class-index mask as a VOC palette PNG (mode ``P``)."""
+    """Write a class-index mask as a VOC palette PNG (mode ``P``), atomically."""
     image = Image.fromarray(np.asarray(mask, dtype=np.uint8), mode="P")
     image.putpalette(voc_palette())
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
+    write_atomically(path, lambda temporary: image.save(temporary, format="PNG"))
 
 
 def read_mask(path: PathLike) -> np.ndarray:
@@ -171,16 +186,41 @@ def parse_annotation_xml(path: PathLike, classes: Sequence[str], allow_empty: bo
     return np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64), shape
 
 
+def check_ids(ids: Sequence[str], path: PathLike) -> None:
+    """Raise :class:`DataFileError` (naming the list ``path``) for an id that is not a plain
+    file name (``../x``, ``a/b``, ``/x``: it would read or write files outside the root) or that
+    is listed twice (a sample counted twice in a split, a subset with fewer images than its name)."""
+    for line, sample_id in enumerate(ids, 1):
+        if (not sample_id or sample_id in (".", "..") or "/" in sample_id or "\\" in sample_id
+                or "\0" in sample_id):
+            raise DataFileError(path, f"id {sample_id!r} (entry {line}) is not a file name: ids name "
+                                      "files inside the dataset's root")
+    counts = collections.Counter(ids)
+    twice = [sample_id for sample_id, n in counts.items() if n > 1]
+    if twice:
+        entries = [i for i, sample_id in enumerate(ids, 1) if sample_id == twice[0]]
+        raise DataFileError(path, f"id {twice[0]!r} is listed {counts[twice[0]]} times (entries "
+                                  f"{entries}); {len(twice)} ids are listed more than once")
+
+
 def read_id_list(path: PathLike) -> list[str]:
-    """Ids of an ``ImageSets`` list file (one per line; blank lines ignored)."""
+    """Ids of an ``ImageSets`` list file (UTF-8, one per line, the first word; blank lines
+    ignored; a byte-order mark stripped), checked by :func:`check_ids`."""
     path = Path(path)
     if not path.is_file():
         raise DataFileError(path, "missing id list")
-    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    try:
+        lines = path.read_text(encoding="utf-8-sig").replace("\ufeff", "").splitlines()
+    except UnicodeDecodeError as error:
+        raise DataFileError(path, f"not UTF-8 text ({error}); save the list as UTF-8") from None
+    ids = [line.split()[0] for line in lines if line.strip()]
+    check_ids(ids, path)
+    return ids
 
 
 def write_id_list(path: PathLike, ids: Sequence[str]) -> None:
-    """Write ids one per line (the ``ImageSets`` format)."""
+    """Write ids one per line (the ``ImageSets`` format), checked by :func:`check_ids`."""
+    check_ids(list(ids), path)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text("".join(f"{i}\n" for i in ids))
 
