@@ -50,8 +50,10 @@ from gainlib.models import resolve_layer
 
 Normalization = Literal["max", "minmax", "batch_minmax", "none"]
 
+# check_labels stays importable from here for old code; it is documented where it lives,
+# gainlib.data.protocol (listing it twice would point the API page's source links astray).
 __all__ = ["AttentionMaps", "GradCAM", "positive_classes", "attention_from_features",
-           "normalize_maps", "check_labels"]
+           "normalize_maps"]
 
 _EPS = 1e-8
 
