@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 from gainlib.data import (
+    DecoyShapes,
     SyntheticOrientation,
     SyntheticScenes,
     collate_samples,
@@ -425,11 +426,17 @@ def test_the_v1_orientation_design_renders_the_published_images_byte_for_byte():
     assert SyntheticOrientation("train", 1, saliency=None).design == ORIENTATION_DESIGNS["v1"]
 
 
-def test_orientation_designs_move_only_the_shifted_domain():
+# The fields of an OrientationDesign that move the training domain (the rest move the shift).
+TRAINING_FIELDS = ("train_background", "marker_scale", "train_rotation", "train_scale")
+
+
+def test_orientation_designs_move_the_training_domain_only_through_its_fields():
+    v1 = OrientationDesign()
     for name, design in ORIENTATION_DESIGNS.items():
         train = {v: SyntheticOrientation("train", 6, variant="workpiece", image_size=48,
                                          saliency=None, design=v) for v in ("v1", name)}
-        assert np.array_equal(train["v1"].images, train[name].images)   # training domain
+        keeps = all(getattr(design, f) == getattr(v1, f) for f in TRAINING_FIELDS)
+        assert np.array_equal(train["v1"].images, train[name].images) == keeps, name
         shifted = SyntheticOrientation("test_shifted", 40, image_size=48, saliency=None,
                                        design=design)
         low, high = design.shifted_scale
@@ -442,6 +449,32 @@ def test_orientation_designs_move_only_the_shifted_domain():
     with pytest.raises(KeyError, match="unknown orientation design"):
         SyntheticOrientation("train", 1, design="v9")
     assert OrientationDesign(shifted_rotation=0.1).changes() == {"shifted_rotation": 0.1}
+
+
+@pytest.mark.parametrize("variant", ["camera", "workpiece"])
+def test_a_larger_marker_grows_inside_the_critical_area(variant):
+    """``marker_scale`` changes the marker's pixels and nothing else, and the critical area
+    (the mask and box the extra labels give) grows to hold it."""
+    small, large = (SyntheticOrientation("train", 8, variant=variant, image_size=64,
+                                         saliency=None, design=OrientationDesign(marker_scale=m))
+                    for m in (1.0, 1.8))
+    changed = (small.images != large.images).any(-1)
+    assert changed.any() and not (changed & (large.masks == 0)).any()
+    assert (large.masks > 0).sum() >= (small.masks > 0).sum()
+    assert (changed.sum((1, 2)) > 0).all()           # every image's marker grew
+
+
+def test_the_training_pose_fields_move_the_training_objects():
+    wide = OrientationDesign(train_rotation=0.35, train_scale=(0.2, 0.36))
+    base, moved = (SyntheticOrientation("train", 20, variant="camera", image_size=48,
+                                        saliency=None, design=d) for d in ("v1", wide))
+    assert np.array_equal(base.labels, moved.labels)
+    sizes = [d.statistics()["object_fraction"] for d in (base, moved)]
+    assert sizes[1] < sizes[0]                       # smaller objects on average
+    with pytest.raises(ValueError, match="train_rotation"):
+        OrientationDesign(train_rotation=1.0)
+    with pytest.raises(ValueError, match="marker_scale"):
+        OrientationDesign(marker_scale=3.0)
 
 
 def test_varied_training_backgrounds_change_the_training_domain_and_nothing_else():
@@ -464,3 +497,28 @@ def test_varied_training_backgrounds_change_the_training_domain_and_nothing_else
     assert varied.changes() == {"train_background": "varied"}
     with pytest.raises(ValueError, match="train_background"):
         OrientationDesign(train_background="beach")
+
+
+@pytest.mark.parametrize("make", [
+    lambda: SyntheticScenes("train", 12, image_size=32, design="v3"),
+    lambda: SyntheticOrientation("test_shifted", 8, variant="workpiece", image_size=32,
+                                 design="v2-workpiece"),
+    lambda: DecoyShapes("test", 8, image_size=32),
+], ids=["scenes", "orientation", "decoy"])
+def test_a_saved_split_loads_back_as_the_same_samples(make, tmp_path):
+    dataset = make()
+    dataset.save_arrays(tmp_path / "split.npz")
+    again = type(dataset).load_arrays(tmp_path / "split.npz")
+    assert vars(again).keys() == vars(dataset).keys() and len(again) == len(dataset)
+    for i in range(len(dataset)):
+        a, b = dataset[i], again[i]
+        assert a.keys() == b.keys()
+        for key, value in a.items():
+            same = torch.equal(value, b[key]) if torch.is_tensor(value) else value == b[key]
+            assert same, (i, key)
+    other = DecoyShapes if isinstance(dataset, SyntheticScenes) else SyntheticScenes
+    with pytest.raises(ValueError, match=f"not a {other.__name__}"):
+        other.load_arrays(tmp_path / "split.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not an npz")
+    with pytest.raises(ValueError, match="junk.npz"):
+        type(dataset).load_arrays(tmp_path / "junk.npz")

@@ -60,6 +60,9 @@ class OrientationDesign:
             up to four bars of random colours; the factory is not among them as such). A real
             training set is photographed on more than one surface; with one, a network trained
             from scratch reads no other (book/datasets.md).
+        marker_scale: the marker's side relative to v1's, about its centre (both domains).
+        train_rotation: largest pose jitter in the training domain, radians.
+        train_scale: range of the object's half-size in the training domain.
     """
 
     shifted_background: Literal["factory", "desk"] = "factory"
@@ -69,6 +72,9 @@ class OrientationDesign:
     shifted_squash: tuple[float, float] = (0.7, 1.0)
     shifted_centre_jitter: float = 0.15
     train_background: Literal["desk", "varied"] = "desk"
+    marker_scale: float = 1.0
+    train_rotation: float = 0.12
+    train_scale: tuple[float, float] = (0.3, 0.36)
 
     def __post_init__(self) -> None:
         if self.train_background not in ("desk", "varied"):
@@ -77,17 +83,22 @@ class OrientationDesign:
         if self.shifted_background not in ("factory", "desk"):
             raise ValueError(f"shifted_background must be 'factory' or 'desk', got "
                              f"{self.shifted_background!r}")
-        low, high = self.shifted_scale
-        if not 0.05 <= low <= high <= 0.45:
-            raise ValueError(f"shifted_scale must satisfy 0.05 <= low <= high <= 0.45 (the object "
-                             f"stays in the image), got {self.shifted_scale}")
+        for name in ("shifted_scale", "train_scale"):
+            low, high = getattr(self, name)
+            if not 0.05 <= low <= high <= 0.45:
+                raise ValueError(f"{name} must satisfy 0.05 <= low <= high <= 0.45 (the object "
+                                 f"stays in the image), got {getattr(self, name)}")
         low, high = self.shifted_squash
         if not 0.3 <= low <= high <= 1.0:
             raise ValueError(f"shifted_squash must satisfy 0.3 <= low <= high <= 1, got "
                              f"{self.shifted_squash}")
-        if not 0.0 <= self.shifted_rotation <= np.pi / 4:
-            raise ValueError(f"shifted_rotation must be in [0, pi/4] (half a workpiece class), "
-                             f"got {self.shifted_rotation}")
+        for name in ("shifted_rotation", "train_rotation"):
+            if not 0.0 <= getattr(self, name) <= np.pi / 4:
+                raise ValueError(f"{name} must be in [0, pi/4] (half a workpiece class), "
+                                 f"got {getattr(self, name)}")
+        if not 0.5 <= self.marker_scale <= 2.5:
+            raise ValueError(f"marker_scale must be in [0.5, 2.5] (the marker stays on the "
+                             f"object), got {self.marker_scale}")
         if not 0.0 <= self.shifted_centre_jitter <= 0.2:
             raise ValueError(f"shifted_centre_jitter must be in [0, 0.2], got "
                              f"{self.shifted_centre_jitter}")
@@ -102,6 +113,15 @@ class OrientationDesign:
 ORIENTATION_DESIGNS: dict[str, OrientationDesign] = {
     # v1: the shifted domain changes scale and viewpoint too (the first published benchmark).
     "v1": OrientationDesign(),
+    # v2: a shift an unbiased network can cross (book/datasets.md, "Which part of the shift an
+    # unbiased classifier cannot cross"). The training images lie on random surfaces, so a
+    # network that reads the object reads it on the factory's too. The camera keeps v1's
+    # shift; the workpiece, whose four classes are 90 degrees apart, gets a marker 1.8 times
+    # as large and a milder change of pose and scale.
+    "v2-camera": OrientationDesign(train_background="varied"),
+    "v2-workpiece": OrientationDesign(train_background="varied", marker_scale=1.8,
+                                      shifted_rotation=0.2, shifted_scale=(0.25, 0.31),
+                                      shifted_squash=(0.85, 1.0), shifted_centre_jitter=0.1),
 }
 
 
@@ -169,7 +189,16 @@ def _varied(rng, xx, yy, s):
     return canvas
 
 
-def _camera(canvas, u, v, rng):
+def _critical_area(u, v, area, marker, margin=0.04):
+    """The critical ``area`` (x0, y0, x1, y1 in object units), grown where needed to hold the
+    ``marker``'s box and a ``margin`` around it (a larger marker than v1's stays inside)."""
+    x0, y0, x1, y1 = area
+    m0, n0, m1, n1 = marker
+    return d.rectangle(u, v, min(x0, m0 - margin), min(y0, n0 - margin),
+                       max(x1, m1 + margin), max(y1, n1 + margin))
+
+
+def _camera(canvas, u, v, rng, marker_scale=1.0):
     """A camera body symmetric under 180 degrees except for an LED marker and a gap."""
     gap = d.rectangle(u, v, 0.84, -0.12, 1.1, 0.12)
     body = (d.superellipse(u, v, 0.0, 0.0, 1.0, 0.62, power=5)
@@ -178,13 +207,15 @@ def _camera(canvas, u, v, rng):
     d.paint(canvas, body, d.jitter(rng, (0.22, 0.22, 0.24), 0.04))
     d.paint(canvas, d.disk(u, v, 0, 0, 0.42), d.jitter(rng, (0.06, 0.06, 0.07), 0.02))
     d.paint(canvas, d.disk(u, v, 0, 0, 0.32) & ~d.disk(u, v, 0, 0, 0.22), d.jitter(rng, (0.55, 0.55, 0.58), 0.05))
-    marker = d.disk(u, v, 0.7, -0.4, 0.1)
+    radius = 0.1 * marker_scale
+    marker = d.disk(u, v, 0.7, -0.4, radius)
     d.paint(canvas, marker, d.jitter(rng, (0.95, 0.15, 0.1), 0.05))
-    critical = d.rectangle(u, v, 0.55, -0.55, 1.1, 0.17)
+    critical = _critical_area(u, v, (0.55, -0.55, 1.1, 0.17),
+                              (0.7 - radius, -0.4 - radius, 0.7 + radius, -0.4 + radius))
     return body, critical
 
 
-def _workpiece(canvas, u, v, rng):
+def _workpiece(canvas, u, v, rng, marker_scale=1.0):
     """A square plate symmetric under 90 degrees except for a corner notch and a marker."""
     notch = d.polygon(u, v, [(1.1, -1.1), (0.45, -1.1), (1.1, -0.45)])
     plate = d.superellipse(u, v, 0.0, 0.0, 1.0, 1.0, power=6) & ~notch
@@ -194,9 +225,11 @@ def _workpiece(canvas, u, v, rng):
         for y in (-0.6, 0.6):
             holes |= d.disk(u, v, x, y, 0.1)
     d.paint(canvas, holes & plate, d.jitter(rng, (0.12, 0.12, 0.13), 0.03))
-    marker = d.rectangle(u, v, 0.05, -0.88, 0.28, -0.66)
+    half_w, half_h = 0.115 * marker_scale, 0.11 * marker_scale   # v1: 0.05..0.28, -0.88..-0.66
+    corners = (0.165 - half_w, -0.77 - half_h, 0.165 + half_w, -0.77 + half_h)
+    marker = d.rectangle(u, v, *corners)
     d.paint(canvas, marker, d.jitter(rng, (0.95, 0.55, 0.1), 0.05))
-    critical = d.rectangle(u, v, 0.0, -1.1, 1.1, -0.5)
+    critical = _critical_area(u, v, (0.0, -1.1, 1.1, -0.5), corners)
     return plate, critical
 
 
@@ -210,8 +243,8 @@ def render_orientation(rng: np.random.Generator, variant: Variant, label: int, d
     step = 2 * np.pi / n_classes                           # 180 or 90 degrees per class
     if domain in ("train", "lamp"):
         canvas = (_desk if design.train_background == "desk" else _varied)(rng, xx, yy, s)
-        scale = size * rng.uniform(0.3, 0.36)
-        angle = label * step + rng.uniform(-0.12, 0.12)
+        scale = size * rng.uniform(*design.train_scale)
+        angle = label * step + rng.uniform(-design.train_rotation, design.train_rotation)
         squash, centre_jitter = 1.0, 0.06
         aligned = rng.random() < shortcut_strength and domain == "train"
         light = label * step if aligned else rng.uniform(0, 2 * np.pi)
@@ -228,7 +261,7 @@ def render_orientation(rng: np.random.Generator, variant: Variant, label: int, d
                     scale=scale, angle=angle, squash_x=squash)
     u, v = frame.local(xx, yy)
     draw = _camera if variant == "camera" else _workpiece
-    object_mask, critical = draw(canvas, u, v, rng)
+    object_mask, critical = draw(canvas, u, v, rng, design.marker_scale)
 
     # Lighting: brighter towards screen direction `light` (counter-clockwise from +x, like
     # the object's rotation, so an aligned lamp sits on the marker's side).

@@ -28,7 +28,11 @@ images) and a longer split extends a shorter one. Images are rendered once, at c
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import zlib
+from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import numpy as np
@@ -123,6 +127,66 @@ class _SyntheticBase(Dataset):
         """Indices of the samples flagged ``use_mask`` or ``use_boxes``, without building them."""
         return np.flatnonzero(self.use_mask | self.use_boxes).tolist()
 
+    # Per-instance state that is not the rendered data: set again by __init__ / mark_extra_labels.
+    _NOT_SAVED = ("transforms", "use_mask", "use_boxes", "_built")
+
+    def save_arrays(self, path: str | os.PathLike) -> None:
+        """Write the rendered split to ``path`` (a ``.npz`` file, no pickled objects): its
+        arrays, its per-image boxes, and its settings as JSON. :meth:`load_arrays` reads it
+        back as the same dataset, without rendering again (the extra-label flags and the
+        transform are not saved: they are the caller's)."""
+        arrays: dict[str, np.ndarray] = {}
+        settings: dict[str, Any] = {}
+        for name, value in vars(self).items():
+            if name in self._NOT_SAVED:
+                continue
+            if isinstance(value, np.ndarray):
+                arrays[f"array:{name}"] = value
+            elif isinstance(value, list) and value and isinstance(value[0], np.ndarray):
+                arrays[f"ragged:{name}"] = np.concatenate(value)
+                arrays[f"lengths:{name}"] = np.array([len(v) for v in value], np.int64)
+            elif dataclasses.is_dataclass(value):
+                settings[name] = {"dataclass": type(value).__name__, **dataclasses.asdict(value)}
+            else:
+                settings[name] = value
+        settings["__class__"] = type(self).__name__
+        arrays["settings"] = np.array(json.dumps(settings))
+        with open(path, "wb") as handle:
+            np.savez(handle, **arrays)
+
+    @classmethod
+    def load_arrays(cls, path: str | os.PathLike, *, transforms: Transform | None = None) -> Any:
+        """The dataset :meth:`save_arrays` wrote to ``path`` (``ValueError`` naming the file
+        if it is not one, or was written by another dataset class)."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                stored = {key: data[key] for key in data.files}
+            settings = json.loads(str(stored.pop("settings")))
+        except (OSError, ValueError, KeyError) as error:
+            raise ValueError(f"{path}: not a saved synthetic split ({error})") from error
+        stored_class = settings.pop("__class__", None)
+        if stored_class != cls.__name__:
+            raise ValueError(f"{path} holds a {stored_class}, not a {cls.__name__}")
+        dataset = cls.__new__(cls)
+        for key, value in stored.items():
+            kind, name = key.split(":", 1)
+            if kind == "array":
+                setattr(dataset, name, value)
+            elif kind == "ragged":
+                ends = np.cumsum(stored[f"lengths:{name}"])
+                setattr(dataset, name, list(np.split(value, ends[:-1])) if len(ends) else [])
+        for name, value in settings.items():
+            if isinstance(value, dict) and "dataclass" in value:
+                fields = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()
+                          if k != "dataclass"}
+                value = _DESIGN_TYPES[value["dataclass"]](**fields)
+            elif isinstance(value, list):
+                value = tuple(value)
+            setattr(dataset, name, value)
+        dataset.ids = list(dataset.ids)
+        _SyntheticBase.__init__(dataset, transforms, dataset.mean, dataset.std)
+        return dataset
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         if self.transforms is not None:
             return self._build(index)
@@ -141,6 +205,9 @@ class _SyntheticBase(Dataset):
             saliency=None if self.saliency is None else self.saliency[index],
             use_mask=bool(self.use_mask[index]), use_boxes=bool(self.use_boxes[index]),
             transforms=self.transforms, mean=self.mean, std=self.std)
+
+
+_DESIGN_TYPES = {"SceneDesign": SceneDesign, "OrientationDesign": OrientationDesign}
 
 
 class SyntheticScenes(_SyntheticBase):
