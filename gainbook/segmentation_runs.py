@@ -162,7 +162,9 @@ def _fit(spec: SegmentationSpec, network: nn.Module, *, device: str, progress: b
                                 weight_decay=spec.weight_decay, lr_step=spec.lr_step,
                                 seed=spec.seed, device=device, checkpoint_dir=str(folder),
                                 progress=progress)
-    history = SegmentationTrainer(network, config).fit(train, cues=cues)
+    # The val mIoU after every epoch is the learning curve chapter 4 checks for settling.
+    history = SegmentationTrainer(network, config).fit(train, load_split(spec.data, "val"),
+                                                       cues=cues)
     network.eval()
     return history
 

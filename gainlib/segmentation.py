@@ -936,7 +936,7 @@ class SegmentationTrainer(Trainer):
     ...                             device="cpu")
     >>> history = SegmentationTrainer(network, config).fit(train_set, cues=cues)
     >>> [sorted(record) for record in history]
-    [['epoch', 'loss']]
+    [['epoch', 'loss', 'train_seconds']]
 
     Args:
         network: maps ``[B, 3, H, W]`` images to logits ``[B, C + 1, h, w]`` (any output size;
@@ -945,8 +945,8 @@ class SegmentationTrainer(Trainer):
         refine: the CRF of ``loss="sec"`` (see :func:`constrain_targets`); default
             :func:`sec_refiner` at the cues' size.
 
-    :meth:`fit` returns the history, one ``{"epoch": e, "loss": mean loss}`` per epoch, and
-    leaves the network in training mode. With ``config.checkpoint_dir`` it writes
+    :meth:`fit` returns the history, one ``{"epoch": e, "loss": mean loss, "train_seconds"}``
+    per epoch (and ``val_mIoU`` with a ``val_set``), and leaves the network in training mode. With ``config.checkpoint_dir`` it writes
     ``last.pt`` (network, optimizer, batch-order generator, RNG; read with
     ``weights_only=True``) and ``history.json`` after every epoch, keeps the epoch before as
     ``previous.pt`` until the run completes, and resumes from them (module notes of
@@ -973,18 +973,18 @@ class SegmentationTrainer(Trainer):
         Args:
             train_set: protocol samples (:mod:`gainlib.data.protocol`): ``image`` and
                 ``labels``; ``mask`` for ``loss="supervised"``.
-            val_set: not supported (score the trained network on its own); must be ``None``.
+            val_set: held-out samples with masks, or ``None``: after every epoch the network's
+                mIoU on them without the CRF (``val_mIoU`` in the history; the learning curve,
+                :func:`segmentation_scores` of :func:`predict_segmentation`).
             cues: ``bool [N, C + 1, h, w]``, row ``i`` the cues of ``train_set[i]`` at the
                 network's output size (e.g. :func:`localization_cues`); required by ``"gain"``
                 and ``"sec"``, refused by ``"supervised"`` (it trains on the masks).
 
         Returns:
-            ``[{"epoch": 1, "loss": ...}, ...]``: the mean loss of every epoch.
+            ``[{"epoch": 1, "loss": ..., "train_seconds": ...}, ...]``: the mean loss and the
+            training seconds of every epoch.
         """
         loss = self.config.loss
-        if val_set is not None:
-            raise ValueError("SegmentationTrainer does not validate; pass val_set=None and score "
-                             "the trained network separately")
         if loss == "supervised":
             if cues is not None:
                 raise ValueError("loss='supervised' trains on the ground-truth masks; pass cues=None")
@@ -999,7 +999,16 @@ class SegmentationTrainer(Trainer):
         if loss == "sec":
             self._refine = self.refine or sec_refiner(tuple(cues.shape[-2:]))
         self._order.manual_seed(self.config.seed)   # a resumed run restores the generator's state
-        return super().fit(train_set)
+        return super().fit(train_set, val_set)
+
+    def validate(self, val_set: Dataset) -> dict[str, float]:
+        """``{"mIoU": ...}`` of the network on ``val_set`` without the CRF."""
+        classes = getattr(val_set, "classes", None)
+        if classes is None:
+            out = self.model(val_set[0]["image"][None].to(self.device))
+            classes = [str(c) for c in range(out.shape[1] - 1)]
+        predicted = predict_segmentation(self.model, val_set, batch_size=self.config.batch_size)
+        return {"mIoU": segmentation_scores(predicted, val_set, list(classes))["mIoU"]}
 
     def learning_rate(self, t: float) -> float:
         c = self.config
@@ -1036,7 +1045,7 @@ class SegmentationTrainer(Trainer):
 
     def epoch_record(self, epoch: int, means: Mapping[str, float], seconds: float,
                      lr: float) -> dict[str, Any]:
-        return {"epoch": epoch + 1, "loss": means["total"]}
+        return {"epoch": epoch + 1, "loss": means["total"], "train_seconds": seconds}
 
     def checkpoint_identity(self) -> dict[str, Any]:
         return {**super().checkpoint_identity(), "network": type(self.model).__name__}

@@ -508,7 +508,8 @@ def test_segmentation_trainer_reproduces_the_plain_loop(loss, lr_step):
     _, network, _ = _seg_setup()
     config = seg.SegmentationConfig(loss=loss, device="cpu", progress=False, **settings)
     history = seg.SegmentationTrainer(network, config).fit(data, cues=cues)
-    assert [h["epoch"] for h in history] == [1, 2] and set(history[0]) == {"epoch", "loss"}
+    assert [h["epoch"] for h in history] == [1, 2] and set(history[0]) == {"epoch", "loss",
+                                                                        "train_seconds"}
     assert [h["loss"] for h in history] == pytest.approx([h["loss"] for h in expected], abs=1e-6)
     for (name, a), b in zip(reference.state_dict().items(), network.state_dict().values()):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)
