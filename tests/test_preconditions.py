@@ -15,10 +15,12 @@ from gainbook.preconditions import (
     Precondition,
     erasure_checks,
     erasure_scores,
+    headroom_check,
     measure_preconditions,
     mining_checks,
     oracle_spec,
     preconditions_table,
+    settled_check,
 )
 from gainbook.profiles import book_profile
 from gainlib.data import build_sample
@@ -169,3 +171,38 @@ def test_mining_is_the_mean_over_the_seeds_runs(tmp_path):
         if c.name.startswith("erasure")]
     with pytest.raises(ValueError, match="plain classifier"):
         measure_preconditions(first, tmp_path, mining_runs=[settings.finetuned(1, "gain")])
+
+
+def _gap_rows(gaps):
+    """Paired records of a bound and a smallest count, the bound ``gap`` above on each run."""
+    return [row for seed, gap in enumerate(gaps)
+            for row in ({"method": "bound", "seed": seed, "draw": seed % 2, "iou": 0.5 + gap},
+                        {"method": "19", "seed": seed, "draw": seed % 2, "iou": 0.5})]
+
+
+@pytest.mark.parametrize("gaps, passes", [
+    ([0.03, 0.04, 0.05, 0.03, 0.04], True),       # a few points below the bound
+    ([0.005, 0.02, 0.01, 0.015, 0.008], True),     # a point or so: the low end under a point
+    ([0.004, 0.006, 0.005, 0.004, 0.006], False),  # measurable, but all within a point
+    ([-0.02, 0.03, -0.01, 0.02, 0.0], False),      # not measurably below
+    ([-0.03, -0.04, -0.03, -0.05, -0.04], False),  # above the bound
+])
+def test_headroom_needs_the_bound_measurably_and_not_negligibly_above(gaps, passes):
+    check = headroom_check(_gap_rows(gaps), "iou", "bound", "19", what="every image")
+    assert check.passed is passes
+    assert check.detail["low"] <= check.detail["difference"] <= check.detail["high"]
+
+
+def test_headroom_fails_on_one_run():
+    assert not headroom_check(_gap_rows([0.05]), "iou", "bound", "19", what="every image").passed
+
+
+def test_settled_check_reads_the_last_epoch_of_each_kind():
+    moving = settled_check({"SEC": [[0.2, 0.3, 0.305]], "Fig. 4": [[0.1, 0.2, 0.25]]},
+                           what="val mIoU")
+    assert not moving.passed and moving.value == pytest.approx(0.05)
+    settled = settled_check({"SEC": [[0.2, 0.3, 0.305]], "Fig. 4": [[0.1, 0.2, 0.209]]},
+                            what="val mIoU")
+    assert settled.passed and settled.value == pytest.approx(0.009)
+    with pytest.raises(ValueError, match="no learning curve"):
+        settled_check({"SEC": [[0.3]]}, what="val mIoU")

@@ -102,10 +102,21 @@ def test_paired_metrics_compares_two_metrics_of_the_same_runs():
 
 
 def test_orientation_preconditions_fail_when_the_oracle_is_at_chance():
-    rows = [{"method": "oracle", "accuracy, set 2": 0.5, "follows lighting, set 1": 0.5},
-            {"method": "classifier", "accuracy, set 2": 0.5, "follows lighting, set 1": 0.97}]
+    rows = [{"method": "oracle", "accuracy, set 2": 0.5, "follows lighting, set 2": 0.5},
+            {"method": "classifier", "accuracy, set 2": 0.5, "follows lighting, set 2": 0.97}]
     oracle, follows = orientation_checks(rows, oracle="oracle", classifier="classifier")
     assert not oracle.passed and follows.passed
+
+
+def test_orientation_shortcut_check_fails_when_the_classifier_reads_the_object():
+    """A classifier right more often than it follows the lamp leaves no shortcut to remove."""
+    rows = [{"method": "oracle", "accuracy, random lamp": 0.98, "follows lighting, random lamp": 0.3},
+            {"method": "classifier", "accuracy, random lamp": 0.8,
+             "follows lighting, random lamp": 0.45}]
+    oracle, follows = orientation_checks(rows, oracle="oracle", classifier="classifier",
+                                         test_set="random lamp")
+    assert oracle.passed and not follows.passed
+    assert follows.value == pytest.approx(0.45 - 0.8)
 
 
 def test_scorecard_is_indexed_by_claim():
