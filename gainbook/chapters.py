@@ -43,7 +43,7 @@ class Method:
             as pairs (e.g. ``(("ext_sampling", "natural"),)``).
         start: ``"classifier"``: fine-tuned from the baseline classifier (the paper's start
             from a trained network); ``"scratch"``: every stream from the first step, from
-            random weights, for the classifier's and the fine-tune's epochs together
+            random weights, with the classifier's training schedule
             (:meth:`~gainbook.profiles.BookProfile.from_scratch`).
     """
 

@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
+import json
 import os
-from dataclasses import dataclass, field, fields, replace
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Sequence
 
@@ -23,7 +27,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from gainbook.cache import CachedRun, Trained, fill, load_or_train, train_all
+from gainbook.cache import (CachedRun, Trained, cache_root, code_digest, fill, load_or_train,
+                            refuse_symlinks, train_all)
 from gainlib.gain import GAIN, GainConfig
 from gainlib.models import build_classifier
 from gainlib.trainer import GainTrainer, TrainConfig
@@ -191,6 +196,32 @@ class RunSpec(CachedRun):
         return GainTrainer(model, config).fit(training_set(self), load_split(self.data, "val"))
 
 
+#: The datasets :func:`load_split` renders, with the module whose code their pixels come from.
+_RENDERED = {"synthetic": "gainlib.data.synthetic", "camera": "gainlib.data.synthetic",
+             "workpiece": "gainlib.data.synthetic", "decoy": "gainlib.data.decoy"}
+_SPLIT_CACHE_VERSION = 1
+
+
+def _split_file(data: DataSpec, split: str) -> Path:
+    """Where the rendered ``split`` of ``data`` is kept: ``<cache>/splits/``, under a hash of
+    the data's settings, the split, the split's own seed and the code that renders it."""
+    # What the pixels depend on; not the draw or the data seed as such (a split's own seed
+    # stands for both), so that the evaluation splits of every draw share one file.
+    settings = {f.name: getattr(data, f.name) for f in fields(data)
+                if f.name not in ("seed", "train_draw", "n_train", "n_eval", "voc_root")}
+    if is_dataclass(data.design):
+        settings["design"] = asdict(data.design)
+    key = json.dumps({"data": settings, "split": split, "seed": data.split_seed(split),
+                      "n": _split_size(data, split), "code": code_digest(_RENDERED[data.dataset]),
+                      "version": _SPLIT_CACHE_VERSION}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    return cache_root(None) / "splits" / f"{data.dataset}-{split}-{digest}.npz"
+
+
+def _split_size(data: DataSpec, split: str) -> int:
+    return data.n_train if split == "train" else data.n_eval
+
+
 @functools.lru_cache(maxsize=16)
 def load_split(data: DataSpec, split: str) -> Dataset:
     """A split of ``data`` (cached in memory: generating or indexing it once per process).
@@ -199,7 +230,41 @@ def load_split(data: DataSpec, split: str) -> Dataset:
     ``workpiece``: :data:`gainlib.data.ORIENTATION_SPLITS`); for VOC, ``"train"``
     is ``train_aug`` and ``"val"`` the segmentation ``val`` list. The returned dataset is
     shared: copy it before changing its extra-label flags (:func:`train_run` does).
+
+    A rendered split is also kept on disk, beside the run cache (:func:`_split_file`): the
+    chapters' kernels and the worker processes that train their runs render each split once
+    per build instead of once per process. A file that does not load is rendered again.
     """
+    if data.dataset not in _RENDERED:
+        return _build_split(data, split)
+    path = _split_file(data, split)
+    refuse_symlinks(path.parent, path)
+    if path.exists():
+        try:
+            return _dataset_class(data).load_arrays(path)
+        except ValueError as error:
+            warnings.warn(f"rendering {split!r} again: {error}", stacklevel=2)
+    dataset = _build_split(data, split)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        dataset.save_arrays(temporary)
+        os.replace(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+    return dataset
+
+
+def _dataset_class(data: DataSpec) -> type:
+    from gainlib.data import DecoyShapes, SyntheticOrientation, SyntheticScenes
+
+    return {"synthetic": SyntheticScenes, "decoy": DecoyShapes}.get(data.dataset,
+                                                                     SyntheticOrientation)
+
+
+def _build_split(data: DataSpec, split: str) -> Dataset:
+    """Render (or index) ``split`` of ``data``: :func:`load_split` without its caches."""
     if data.dataset == "synthetic":
         from gainlib.data import SyntheticScenes
 

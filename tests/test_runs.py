@@ -228,8 +228,39 @@ def test_protocol_variants_change_only_their_setting():
         base, train=dataclasses.replace(base.train, ext_sampling="natural"))
     fresh = scratch.spec(profile, 0)
     assert fresh.init is None and fresh.train.mode == "gain_ext" and fresh.pixel_labels == 5
-    assert fresh.train.epochs == profile.classifier_epochs + profile.finetune_epochs
-    assert fresh.train.lr == profile.classifier_lr and fresh.gain == base.gain
+    # From scratch is the classifier's own training with the mode's streams.
+    classifier = profile.classifier(0).train
+    assert dataclasses.replace(fresh.train, mode="classifier") == classifier
+    assert fresh.gain == base.gain
     assert len({base.key(), natural.spec(profile, 0).key(), fresh.key()}) == 3
     with pytest.raises(KeyError, match="unknown protocol variant"):
         protocol_variant(reference, "longer")
+
+
+def test_a_split_is_rendered_once_and_shared_through_the_cache(tmp_path, monkeypatch):
+    """load_split keeps a rendered split on disk: another process (here: the same one with its
+    memory cache cleared) loads the same samples instead of rendering them; the evaluation
+    splits of two draws share one file, their training splits do not; a damaged file is
+    rendered again."""
+    from gainbook import runs
+
+    monkeypatch.setenv("GAIN_BOOK_CACHE", str(tmp_path))
+    load_split.cache_clear()
+    first = load_split(TINY, "val")
+    files = sorted((tmp_path / "splits").glob("*.npz"))
+    assert len(files) == 1
+    rendered = []
+    monkeypatch.setattr(runs, "_build_split", lambda *a: rendered.append(a) or 1 / 0)
+    load_split.cache_clear()
+    again = load_split(dataclasses.replace(TINY, train_draw=1), "val")   # same pixels, same file
+    assert not rendered and np.array_equal(first.images, again.images)
+    assert runs._split_file(TINY, "train") != runs._split_file(
+        dataclasses.replace(TINY, train_draw=1), "train")
+    monkeypatch.undo()
+    monkeypatch.setenv("GAIN_BOOK_CACHE", str(tmp_path))
+    files[0].write_bytes(b"damaged")
+    load_split.cache_clear()
+    with pytest.warns(UserWarning, match="rendering 'val' again"):
+        repaired = load_split(TINY, "val")
+    assert np.array_equal(repaired.images, first.images)
+    load_split.cache_clear()
