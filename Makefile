@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv book test unit clean record-redesign
+.PHONY: venv book test unit clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,22 +36,6 @@ test: $(STAMP)
 	$(PY) book/build.py --profile ci
 	$(PY) -m pytest --nbval-lax --nbval-current-env $(CI_BOOK)/notebooks
 	GAIN_BOOK_HTML=$(CI_BOOK)/_build/html $(PY) -m pytest tests/test_book_html.py
-
-# The redesigned scenes' scorecard, recorded for the results page (book/records/redesign.json,
-# gainbook.records): every claim the 20-minute build leaves out or cannot test. Its chapter
-# times are in the record; commit the record it writes.
-REDESIGN := $(PY) book/build.py --profile redesign --no-html
-record-redesign: $(STAMP)
-	$(REDESIGN) --only 01 02 06 07 08
-	$(REDESIGN) --only 03 -p 'pixel_counts=[200,1464]' -p 'box_counts=[200,1464]' \
-		-p 'mixed_counts=[1464]'
-	$(REDESIGN) --only 04 -p 'ext_cues=["b","p"]'
-	$(REDESIGN) --only 05
-	cp _build/redesign/notebooks/05_bias.ipynb _build/redesign/05_bias.finetuned.ipynb
-	$(REDESIGN) --only 05 -p ext_start=scratch
-	$(PY) -m gainbook.records --profile redesign --out book/records/redesign.json \
-		--command "make record-redesign" _build/redesign/notebooks/0[1-4]_*.ipynb \
-		_build/redesign/05_bias.finetuned.ipynb _build/redesign/notebooks/0[5-8]_*.ipynb
 
 unit: $(STAMP)
 	$(PY) -m pytest -m "not slow"

@@ -44,7 +44,7 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-PROFILES = ("ci", "default", "paper", "pretrained", "redesign")
+PROFILES = ("ci", "default", "paper", "pretrained")
 CHAPTER_GLOB = "[0-9][0-9]_*.ipynb"
 # `make test` runs every chapter twice on the ci profile (papermill, then nbval): keep each fast.
 CI_BUDGET_SECONDS = 60

@@ -132,6 +132,3 @@ def test_a_committed_record_gives_a_verdict_for_every_claim(path):
     not_decided = [row["claim"] for row in rows if row["verdict"].startswith("not run")]
     assert not not_decided, f"claims the record did not run: {not_decided}"
 
-
-def test_the_book_has_the_redesign_record():
-    assert ROOT / "book" / "records" / "redesign.json" in RECORDS

@@ -1,5 +1,17 @@
-"""The ``recorded-scorecard`` directive: a scorecard recorded by :mod:`gainbook.records`, shown
-with its provenance.
+"""The scorecard directives of the results page.
+
+``build-scorecard``: the scorecard of this build, one table of every claim, read back from the
+tables the executed chapters glued (:func:`gainbook.records.scorecard_rows`), in chapter order:
+
+    ```{build-scorecard}
+    ```
+
+The chapters are the executed copies beside the page's source (``notebooks/NN_*.ipynb`` under
+the book's root, where ``book/build.py`` stages them); the page depends on them. A chapter
+that glued no scorecard adds no rows.
+
+``recorded-scorecard``: a scorecard recorded by :mod:`gainbook.records` (a larger profile than
+this build's), shown with its provenance.
 
     ```{recorded-scorecard} records/redesign.json
     ```
@@ -17,6 +29,7 @@ Sphinx setting) names the chapters' folder; default: the repository's ``notebook
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from docutils import nodes
@@ -25,6 +38,7 @@ from sphinx.util.docutils import SphinxDirective
 
 COLUMNS = ("claim", "paper", "ours: difference in points [interval]", "verdict", "chapter",
            "run with")
+BUILD_COLUMNS = COLUMNS[:-1]
 
 
 def _parameters(parameters: dict[str, Any]) -> str:
@@ -52,16 +66,17 @@ def _paragraph(text: str) -> nodes.paragraph:
     return nodes.paragraph(text, text)
 
 
-def _table(rows: list[tuple[str, ...]]) -> nodes.table:
-    table = nodes.table(classes=["recorded-scorecard"])
-    group = nodes.tgroup(cols=len(COLUMNS))
+def _table(rows: list[tuple[str, ...]], columns: tuple[str, ...] = COLUMNS,
+           kind: str = "recorded-scorecard") -> nodes.table:
+    table = nodes.table(classes=[kind])
+    group = nodes.tgroup(cols=len(columns))
     table += group
-    for _ in COLUMNS:
+    for _ in columns:
         group += nodes.colspec(colwidth=1)
     head, body = nodes.thead(), nodes.tbody()
     group += head
     group += body
-    for parent, cells in [(head, COLUMNS), *((body, row) for row in rows)]:
+    for parent, cells in [(head, columns), *((body, row) for row in rows)]:
         line = nodes.row()
         for text in cells:
             entry = nodes.entry()
@@ -108,7 +123,32 @@ class RecordedScorecard(SphinxDirective):
         return [_paragraph(provenance(record)), status, _table(record_table_rows(record))]
 
 
+class BuildScorecard(SphinxDirective):
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        import nbformat
+
+        from gainbook.records import scorecard_rows
+
+        chapters = sorted((Path(self.env.srcdir) / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+        rows = []
+        for chapter in chapters:
+            self.env.note_dependency(str(chapter))
+            try:
+                found = scorecard_rows(nbformat.read(chapter, as_version=4))
+            except (OSError, ValueError) as error:
+                raise self.error(f"build-scorecard: cannot read {chapter.name}: {error}")
+            rows += [(r["claim"], r["paper"], r["ours"], r["verdict"], str(r["chapter"]))
+                     for r in found]
+        if not rows:
+            raise self.error("build-scorecard: no executed chapter glued a scorecard under "
+                             f"{Path(self.env.srcdir) / 'notebooks'}")
+        return [_table(rows, BUILD_COLUMNS, "build-scorecard")]
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_config_value("recorded_scorecard_notebooks", None, "env")
     app.add_directive("recorded-scorecard", RecordedScorecard)
+    app.add_directive("build-scorecard", BuildScorecard)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
