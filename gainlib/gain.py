@@ -305,26 +305,61 @@ def _batchnorms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
 
 @contextlib.contextmanager
 def _recorded_batch_stats(module: nn.Module) -> Iterator[dict[nn.Module, tuple[Tensor, Tensor]]]:
-    """Record the mean and biased variance each training-mode BatchNorm normalises its input
-    with during the block. They stay in the graph (not detached): they are functions of the
-    weights, and S_am's gradient must see that (see :func:`_batchnorm_mode`)."""
+    """Run the block with every training-mode BatchNorm normalising by batch statistics that
+    are computed once, kept in the graph (not detached) and recorded: the mean and biased
+    variance of each norm's input. They are functions of the weights, and S_am's gradient must
+    see that (see :func:`_batchnorm_mode`). The norm computes what ``nn.BatchNorm`` computes,
+    running averages included; only float rounding differs."""
     stats: dict[nn.Module, tuple[Tensor, Tensor]] = {}
 
-    def record(norm: nn.Module, inputs: tuple[Tensor, ...]) -> None:
-        if norm.training:
-            x = inputs[0]
-            dims = [0, *range(2, x.ndim)]
-            mean = x.mean(dims, keepdim=True)
-            # Two passes rather than Tensor.var, whose CPU kernel over dims (0, 2, 3) is several
-            # times slower (benchmarks/batch_stats.py); equal within float rounding.
-            stats[norm] = (mean.flatten(), (x - mean).square().mean(dims))
+    def normalize(norm: nn.modules.batchnorm._BatchNorm, x: Tensor) -> Tensor:
+        mean, var = _batch_moments(x)
+        stats[norm] = (mean, var)
+        _update_running_stats(norm, mean, var, x.numel() // x.shape[1])
+        return _normalize_with(norm, mean, var, x)
 
-    handles = [m.register_forward_pre_hook(record) for m in _batchnorms(module)]
+    norms = [m for m in _batchnorms(module) if m.training]
+    for m in norms:
+        m.forward = functools.partial(normalize, m)
     try:
         yield stats
     finally:
-        for handle in handles:
-            handle.remove()
+        for m in norms:
+            m.__dict__.pop("forward", None)
+
+
+def _batch_moments(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and biased variance of ``x [N, C, ...]``, differentiable. Two passes
+    rather than ``Tensor.var``, whose CPU kernel over dims (0, 2, 3) is several times slower
+    (benchmarks/batch_stats.py); a channels-last ``[N, C, H, W]`` is reduced as the
+    ``[N*H*W, C]`` matrix it is in memory, which is faster still."""
+    if x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        rows = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])     # a view, no copy
+        mean = rows.mean(0)
+        return mean, (rows - mean).square().mean(0)
+    dims = [0, *range(2, x.ndim)]
+    mean = x.mean(dims, keepdim=True)
+    return mean.flatten(), (x - mean).square().mean(dims)
+
+
+@torch.no_grad()
+def _update_running_stats(norm: nn.modules.batchnorm._BatchNorm, mean: Tensor, var: Tensor,
+                          count: int) -> None:
+    """The running averages' update of ``nn.BatchNorm`` in training mode (unbiased variance,
+    ``momentum=None`` as a cumulative average)."""
+    if count <= 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input "
+                         f"of {count} value(s) per channel")
+    if not norm.track_running_stats or norm.running_mean is None:
+        return
+    momentum = norm.momentum
+    if norm.num_batches_tracked is not None:
+        norm.num_batches_tracked.add_(1)
+        if momentum is None:
+            momentum = 1.0 / float(norm.num_batches_tracked)
+    norm.running_mean.lerp_(mean.detach().to(norm.running_mean.dtype), momentum)
+    norm.running_var.lerp_((var.detach() * count / (count - 1)).to(norm.running_var.dtype),
+                           momentum)
 
 
 @contextlib.contextmanager
