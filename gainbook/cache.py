@@ -47,7 +47,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -60,7 +60,7 @@ except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
 __all__ = ["CachedRun", "Trained", "CacheError", "cache_root", "code_digest", "training_modules",
-           "load_or_train", "fill", "train_all", "write_text_atomic", "refuse_symlinks"]
+           "load_or_train", "fill", "train_all", "write_atomic", "write_text_atomic", "refuse_symlinks"]
 
 _REPOSITORY = Path(__file__).resolve().parents[1]
 #: The packages whose modules count towards a run's code digest.
@@ -273,16 +273,22 @@ def _locked(path: Path) -> Iterator[None]:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a reader (another chapter's kernel, a second build)
-    never sees half of it: into a uniquely named file beside it, then renamed over it."""
+def write_atomic(path: Path, write: Callable[[str], Any]) -> None:
+    """Write ``path`` so that a reader (another chapter's kernel, a second build) never sees
+    half of it: ``write(temporary)`` fills a uniquely named file beside it, which is then
+    renamed over it."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
     try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
+        write(temporary)
         os.replace(temporary, path)
     finally:
         Path(temporary).unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """:func:`write_atomic` of ``text``."""
+    write_atomic(path, lambda temporary: Path(temporary).write_text(text))
 
 
 def _save_atomic(state: dict[str, Any], path: Path) -> None:

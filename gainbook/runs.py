@@ -17,7 +17,6 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
@@ -28,7 +27,7 @@ import torch
 from torch.utils.data import Dataset
 
 from gainbook.cache import (CachedRun, Trained, cache_root, code_digest, fill, load_or_train,
-                            refuse_symlinks, train_all)
+                            refuse_symlinks, train_all, write_atomic)
 from gainlib.gain import GAIN, GainConfig
 from gainlib.models import build_classifier
 from gainlib.trainer import GainTrainer, TrainConfig
@@ -196,9 +195,10 @@ class RunSpec(CachedRun):
         return GainTrainer(model, config).fit(training_set(self), load_split(self.data, "val"))
 
 
-#: The datasets :func:`load_split` renders, with the module whose code their pixels come from.
-_RENDERED = {"synthetic": "gainlib.data.synthetic", "camera": "gainlib.data.synthetic",
-             "workpiece": "gainlib.data.synthetic", "decoy": "gainlib.data.decoy"}
+#: The datasets :func:`load_split` renders, with their gainlib.data class (whose module's code
+#: their pixels come from).
+_RENDERED = {"synthetic": "SyntheticScenes", "camera": "SyntheticOrientation",
+             "workpiece": "SyntheticOrientation", "decoy": "DecoyShapes"}
 _SPLIT_CACHE_VERSION = 1
 
 
@@ -212,7 +212,7 @@ def _split_file(data: DataSpec, split: str) -> Path:
     if is_dataclass(data.design):
         settings["design"] = asdict(data.design)
     key = json.dumps({"data": settings, "split": split, "seed": data.split_seed(split),
-                      "n": _split_size(data, split), "code": code_digest(_RENDERED[data.dataset]),
+                      "n": _split_size(data, split), "code": code_digest(_dataset_class(data).__module__),
                       "version": _SPLIT_CACHE_VERSION}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:20]
     return cache_root(None) / "splits" / f"{data.dataset}-{split}-{digest}.npz"
@@ -246,21 +246,14 @@ def load_split(data: DataSpec, split: str) -> Dataset:
             warnings.warn(f"rendering {split!r} again: {error}", stacklevel=2)
     dataset = _build_split(data, split)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        dataset.save_arrays(temporary)
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
+    write_atomic(path, dataset.save_arrays)
     return dataset
 
 
 def _dataset_class(data: DataSpec) -> type:
-    from gainlib.data import DecoyShapes, SyntheticOrientation, SyntheticScenes
+    import gainlib.data
 
-    return {"synthetic": SyntheticScenes, "decoy": DecoyShapes}.get(data.dataset,
-                                                                     SyntheticOrientation)
+    return getattr(gainlib.data, _RENDERED[data.dataset])
 
 
 def _build_split(data: DataSpec, split: str) -> Dataset:
