@@ -4,6 +4,7 @@
     python book/build.py --profile ci          # what `make test` runs: -> _build/ci/_build/html
     python book/build.py --only 02 --no-html   # execute chapter 02 only
     python book/build.py --only 01 -p epochs=2 # override a chapter parameter
+    python book/build.py --jobs 1              # one chapter at a time (default profile: two)
 
 Chapters are the notebooks ``notebooks/NN_*.ipynb`` (NN: two digits), found by name: adding one
 needs the notebook and its line in ``_toc.yml``, nothing here or in the Makefile. Each chapter has
@@ -21,6 +22,8 @@ The kernel runs in the staged ``notebooks/`` folder, under papermill as under nb
 runs a notebook in its own folder): a chapter must not reach repository files by relative paths;
 it takes them as parameters or from the repository root, ``Path(gainlib.__file__).parents[1]``.
 
+The default profile executes two chapters at a time on a machine with two cores or more
+(``--jobs``): while one chapter's kernel evaluates its models, the other's workers train.
 Every selected chapter is executed even after one fails, and a summary lists them all with
 their times. The HTML is built only when every chapter ran; Sphinx warnings are errors.
 With ``--only``, the other chapters keep their executed copies from an earlier run of the same
@@ -37,6 +40,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,23 +176,53 @@ def parse_parameter(text: str) -> tuple[str, object]:
         return name, value
 
 
+def default_jobs(profile: str) -> int:
+    """Chapters executed at a time: two for the default profile on a machine with two cores or
+    more, else one. A chapter's kernel alternates between training runs (in its two worker
+    processes) and evaluating them (one process); a second chapter fills the cores the first
+    leaves idle. The ci profile stays sequential (its per-chapter budget is a time per chapter),
+    and so do the GPU profiles (one device)."""
+    return 2 if profile == "default" and (os.cpu_count() or 1) >= 2 else 1
+
+
 def run_chapters(stage: Path, selected: list[Path], profile: str, parameters: dict,
-                 timeout: int | None) -> list[Run]:
-    """Execute the selected chapters into the stage (all of them, whatever fails); stage the rest."""
-    runs = []
+                 timeout: int | None, jobs: int = 1) -> list[Run]:
+    """Execute the selected chapters into the stage (all of them, whatever fails), ``jobs`` at a
+    time; stage the rest. Runs shared by chapters executing together are trained once: the run
+    cache locks each run while it trains, and the other chapter loads it when it is done."""
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    todo = []
     for chapter in find_chapters(None):
         target = stage / "notebooks" / chapter.name
-        if chapter not in selected:
+        if chapter in selected:
+            todo.append((chapter, target))
+        else:
             stage_unexecuted(chapter, target, profile)
-            continue
-        run = execute(chapter, target, parameters, timeout)
-        runs.append(run)
+    if jobs > 1:
+        # One torch thread per kernel: two kernels with two threads each on two cores would
+        # spin-wait on each other (OpenMP), and every run then trains on one thread wherever it
+        # runs, in a worker or in the kernel, so its result does not depend on the schedule.
+        os.environ["OMP_NUM_THREADS"] = "1"
+
+    def one(item: tuple[Path, Path]) -> Run:
+        run = execute(*item, parameters, timeout)
         print(f"  {run.name}: {'ok' if run.error is None else 'FAILED'} in {run.seconds:.1f} s",
               flush=True)
         if profile == "ci" and run.seconds > CI_BUDGET_SECONDS:
             print(f"  WARNING: over the ci profile's budget of {CI_BUDGET_SECONDS} s per chapter; "
                   "make its ci settings smaller")
-    return runs
+        return run
+
+    # Imported here, before the threads: two threads importing a module at once can see it half
+    # initialised (papermill formats the injected parameters with black, if installed).
+    import papermill  # noqa: F401
+    try:
+        import black  # noqa: F401
+    except ImportError:
+        pass
+    with ThreadPoolExecutor(max_workers=jobs) as pool:   # results in chapter order
+        return list(pool.map(one, todo))
 
 
 def report(runs: list[Run], stage: Path) -> bool:
@@ -212,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-p", "--parameter", type=parse_parameter, action="append", default=[],
                         metavar="NAME=VALUE", help="set a chapter parameter (repeatable)")
     parser.add_argument("--no-html", action="store_true", help="execute the chapters only")
+    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="chapters executed at a time (default: 2 for the default profile "
+                             "on two cores or more, else 1)")
     parser.add_argument("--cell-timeout", type=int, default=None, metavar="SECONDS",
                         help="fail a cell that runs longer (default: no limit)")
     args = parser.parse_args(argv)
@@ -222,8 +259,15 @@ def main(argv: list[str] | None = None) -> int:
     stage_book_sources(stage)
     selected = find_chapters(args.only)
     parameters = {"profile": args.profile, **dict(args.parameter)}
-    print(f"Executing {len(selected)} chapter(s) with {parameters} into {stage.relative_to(ROOT)}/")
-    runs = run_chapters(stage, selected, args.profile, parameters, args.cell_timeout)
+    jobs = args.jobs if args.jobs is not None else default_jobs(args.profile)
+    if jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {jobs}")
+    print(f"Executing {len(selected)} chapter(s) with {parameters}, {jobs} at a time, into "
+          f"{stage.relative_to(ROOT)}/")
+    start = time.perf_counter()
+    runs = run_chapters(stage, selected, args.profile, parameters, args.cell_timeout, jobs)
+    if jobs > 1:
+        print(f"Wall time of the chapters, {jobs} at a time: {time.perf_counter() - start:.1f} s")
     if not report(runs, stage):
         return 1
     if args.no_html:

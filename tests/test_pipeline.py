@@ -164,6 +164,40 @@ def test_a_failing_chapter_is_reported_not_raised(tmp_path):
     assert any(o.get("output_type") == "error" for c in saved["cells"] for o in c.get("outputs", []))
 
 
+def test_chapters_run_side_by_side_and_are_reported_in_order(tmp_path, monkeypatch):
+    import threading
+
+    chapters = [tmp_path / f"0{i}_probe.ipynb" for i in (1, 2, 3)]
+    both_running = threading.Barrier(2, timeout=30)   # breaks unless two chapters overlap
+    ran = []
+
+    def fake_execute(chapter, target, parameters, timeout):
+        ran.append(chapter.name)
+        if chapter.name != "03_probe.ipynb":
+            both_running.wait()
+        error = "boom" if chapter.name == "02_probe.ipynb" else None
+        return build.Run(chapter.name, 0.0, error)
+
+    monkeypatch.setattr(build, "find_chapters", lambda only: chapters)
+    monkeypatch.setattr(build, "execute", fake_execute)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    runs = build.run_chapters(tmp_path, chapters, "default", {}, None, jobs=2)
+    assert [r.name for r in runs] == [c.name for c in chapters]      # in order, whatever finished first
+    assert [r.error for r in runs] == [None, "boom", None]           # a failure stops no other chapter
+    assert sorted(ran) == [c.name for c in chapters]
+    assert build.os.environ["OMP_NUM_THREADS"] == "1"                # one thread per kernel
+    with pytest.raises(ValueError, match="jobs"):
+        build.run_chapters(tmp_path, chapters, "default", {}, None, jobs=0)
+
+
+def test_only_the_default_profile_runs_chapters_side_by_side(monkeypatch):
+    monkeypatch.setattr(build.os, "cpu_count", lambda: 2)
+    assert build.default_jobs("default") == 2
+    assert build.default_jobs("ci") == build.default_jobs("paper") == 1
+    monkeypatch.setattr(build.os, "cpu_count", lambda: 1)
+    assert build.default_jobs("default") == 1
+
+
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
 def test_chapter_installs_itself_on_colab_only_and_says_how_to_regenerate_it(chapter):
     notebook = nbformat.read(chapter, as_version=4)
