@@ -28,6 +28,8 @@ The thresholds are fixed before measuring (defaults of the functions), never fit
 
 from __future__ import annotations
 
+import numbers
+
 import json
 import os
 from dataclasses import asdict, dataclass, field, replace
@@ -418,7 +420,19 @@ def settled_check(curves: Mapping[str, Sequence[Sequence[float]]], *, what: str,
 
 
 def preconditions_table(checks: Sequence[Precondition]) -> Any:
-    """The records of ``checks`` as a pandas DataFrame (one row each), for a chapter to print."""
+    """``checks`` as a short pandas table for a chapter to print, one row per check (its name
+    the index): the value, the threshold it must reach, ✓ or ✗, and its details as one line
+    of text ("–" when it has none), every number to three significant digits."""
     import pandas as pd
 
-    return pd.DataFrame([c.record() for c in checks])
+    def number(value: Any) -> str:
+        if not isinstance(value, numbers.Real):
+            return str(value)
+        return "–" if value != value else f"{value:.3g}"
+
+    rows = [{"check": c.name, "value": number(c.value),
+             "threshold": f"{'≥' if c.higher_is_better else '≤'} {c.threshold:g}",
+             "passed": "✓" if c.passed else "✗",
+             "detail": ", ".join(f"{k} {number(v)}" for k, v in c.detail.items()) or "–"}
+            for c in checks]
+    return pd.DataFrame(rows, columns=["check", "value", "threshold", "passed", "detail"]).set_index("check")

@@ -8,6 +8,8 @@ rows and :class:`gainbook.preconditions.Precondition` checks, and glues
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -131,12 +133,30 @@ def not_run(claim: Claim, how: str) -> dict[str, Any]:
 def scorecard(rows: Sequence[Mapping[str, Any]]) -> Any:
     """The rows of :func:`score` as a pandas DataFrame indexed by claim.
 
-    Sets pandas' ``display.max_colwidth`` to no limit: a claim, an interval or a verdict cut
-    to 50 characters and "..." (pandas' default, in the HTML too) loses what it says."""
+    Its HTML and text show every cell in full: a claim, an interval or a verdict cut to 50
+    characters and "..." (pandas' default, in the HTML too) loses what it says. pandas'
+    options stay as they are for every other table."""
     import pandas as pd
 
-    pd.set_option("display.max_colwidth", None)
-    return pd.DataFrame(list(rows)).set_index("claim")
+    return _full_text_frame()(pd.DataFrame(list(rows)).set_index("claim"))
+
+
+@functools.cache
+def _full_text_frame() -> type:
+    import pandas as pd
+
+    class FullTextFrame(pd.DataFrame):
+        """A DataFrame shown without cutting its cells (``display.max_colwidth``)."""
+
+        def _repr_html_(self) -> str | None:
+            with pd.option_context("display.max_colwidth", None):
+                return super()._repr_html_()
+
+        def __repr__(self) -> str:
+            with pd.option_context("display.max_colwidth", None):
+                return super().__repr__()
+
+    return FullTextFrame
 
 
 def paired_metrics(records: Sequence[Mapping[str, Any]], metrics: Sequence[str], *,

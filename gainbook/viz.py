@@ -175,6 +175,11 @@ def image_grid(images: torch.Tensor | Sequence[torch.Tensor | np.ndarray],
     return fig
 
 
+#: The record key of the training-set draw (:meth:`gainbook.profiles.BookProfile.draw_of`): an
+#: identifier of a run, never a metric.
+DRAW_KEY = "draw"
+
+
 def _records(results: Any, by: str, seed_key: str) -> list[dict[str, Any]]:
     """Normalise the accepted results shapes to a list of flat records."""
     if isinstance(results, Mapping):
@@ -209,7 +214,9 @@ def summarize_results(results: Any, by: str | Sequence[str] = "method", seed_key
         by: the record key that names a row, or several (e.g. ``("method", "split")``); rows
             keep their first-appearance order.
         seed_key: the record key that is not a metric (ignored when absent).
-        metrics: the metric columns, in order (default: every other numeric key).
+        metrics: the metric columns, in order (default: every other numeric key but
+            ``"draw"``, the training-set draw a record was trained on, which names a run as
+            the seed does).
 
     Returns:
         A numeric DataFrame indexed by ``by`` with columns ``(metric, "mean" | "std" | "n")``.
@@ -222,7 +229,7 @@ def summarize_results(results: Any, by: str | Sequence[str] = "method", seed_key
         raise ValueError(f"no results with the key(s) {keys} to summarise")
     if metrics is None:
         metrics = [c for c in frame.columns
-                   if c not in (*keys, seed_key) and pd.api.types.is_numeric_dtype(frame[c])]
+                   if c not in (*keys, seed_key, DRAW_KEY) and pd.api.types.is_numeric_dtype(frame[c])]
     missing = [m for m in metrics if m not in frame]
     if missing:
         raise KeyError(f"metrics {missing} are not in the results (columns: {list(frame.columns)})")
@@ -261,7 +268,7 @@ def results_table(results: Any, by: str | Sequence[str] = "method", seed_key: st
         table[label] = ["–" if pd.isna(m) else f"{m:.{digits}f}" if pd.isna(s)
                         else f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(mean, std)]
     # Records of several data draws count runs (seed x draw), not seeds.
-    draws = any("draw" in record for record in _records(results, _keys(by)[0], seed_key))
+    draws = any(DRAW_KEY in record for record in _records(results, _keys(by)[0], seed_key))
     table["runs" if draws else "seeds"] = summary[(names[0], "n")].astype(int) if names else 0
     return table
 

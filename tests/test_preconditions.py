@@ -39,7 +39,11 @@ def test_a_precondition_passes_on_its_side_of_the_threshold_and_never_on_nan():
     record = Precondition("share", 0.3, 0.2, detail={"s(I)": 0.9}).record()
     assert record == {"precondition": "share", "value": 0.3, "threshold": ">= 0.2", "passed": True,
                       "s(I)": 0.9}
-    assert list(preconditions_table([Precondition("a", 1, 0)])["passed"]) == [True]
+    table = preconditions_table([Precondition("a", 1, 0),
+                                 Precondition("rise", 0.0123456, 0.05, higher_is_better=False,
+                                              detail={"s(I)": 0.912345, "s(I*)": math.nan})])
+    assert table.loc["a"].tolist() == ["1", "≥ 0", "✓", "–"]
+    assert table.loc["rise"].tolist() == ["0.0123", "≤ 0.05", "✓", "s(I) 0.912, s(I*) –"]
 
 
 def test_the_oracle_is_the_same_run_without_the_context_bias():

@@ -124,3 +124,14 @@ def test_scorecard_is_indexed_by_claim():
     table = scorecard([score(CLAIM, [_row(0.2)])])
     assert list(table.index) == ["Table 7: GAIN_ext^p beats GAIN"]
     assert table.loc["Table 7: GAIN_ext^p beats GAIN", "chapter"] == 5
+
+
+def test_scorecard_shows_long_cells_in_full_and_leaves_pandas_options_alone():
+    pd = pytest.importorskip("pandas")
+    long_claim = Claim("Table 7", "GAIN_ext^p beats GAIN " + "on boats without water " * 4, "64.1 vs 59.4", 5)
+    table = scorecard([score(long_claim, [_row(0.2)])])
+    before = pd.get_option("display.max_colwidth")
+    html = table._repr_html_()
+    assert long_claim.claim.strip() in " ".join(html.split())        # not cut to 50 characters
+    assert long_claim.claim.strip()[:60] in repr(table)
+    assert pd.get_option("display.max_colwidth") == before == 50      # the default, untouched

@@ -175,3 +175,13 @@ def test_label_panels_colour_classes_and_leave_the_background_as_the_image():
     assert len(voc.legends[0].get_texts()) == 20
     with pytest.raises(ValueError, match="at most 20"):
         label_panels(image, {"prediction": labels}, [f"class {i}" for i in range(21)])
+
+
+def test_results_table_counts_runs_over_draws_and_never_averages_the_draw():
+    from gainbook.viz import results_table
+
+    records = [{"method": m, "seed": s, "draw": s % 2, "iou": 0.3 + 0.01 * s}
+               for m in ("GAIN", "classifier") for s in range(5)]
+    table = results_table(records)
+    assert list(table.columns) == ["iou", "runs"]                     # no "draw" column
+    assert table["runs"].tolist() == [5, 5]
