@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv book test unit clean
+.PHONY: venv book test unit lab clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,13 +29,23 @@ book: $(STAMP)
 CI_BOOK := _build/ci
 
 # 1. unit tests; 2. every chapter executed on the ci profile and built into a book; 3. nbval runs
-# the executed chapters again and compares the cells marked `# NBVAL_CHECK_OUTPUT` (lax mode:
+# the executed chapters again and compares the cells tagged `nbval-check-output` (lax mode:
 # other cells only have to run); 4. the browser tests on that book.
 test: $(STAMP)
 	$(PY) -m pytest --ignore=tests/test_book_html.py
 	$(PY) book/build.py --profile ci
 	$(PY) -m pytest --nbval-lax --nbval-current-env $(CI_BOOK)/notebooks
 	GAIN_BOOK_HTML=$(CI_BOOK)/_build/html $(PY) -m pytest tests/test_book_html.py
+
+# JupyterLab on the chapters, with the lab extra (installed once, beside the book's packages).
+# In a chapter, set `live_explorer = True` (chapter 2) for sliders the kernel recomputes.
+LAB_STAMP := $(VENV)/.lab-installed
+$(LAB_STAMP): $(STAMP)
+	$(PIP) install --quiet -e ".[test,book,lab]"
+	touch $(LAB_STAMP)
+
+lab: $(LAB_STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
 
 unit: $(STAMP)
 	$(PY) -m pytest -m "not slow"

@@ -279,9 +279,19 @@ def _nearest_index(values: Sequence[float], target: float) -> int:
 
 # --- the two modes --------------------------------------------------------------------------
 
+def _opening_class(labels: Tensor | np.ndarray | None, classes: Sequence[int]) -> int:
+    """The slot of the first explored class that the first image contains (0 without labels,
+    or when it contains none of them)."""
+    if labels is None:
+        return 0
+    first = torch.as_tensor(labels)[0]
+    return next((slot for slot, c in enumerate(classes) if first[c] > 0), 0)
+
+
 def static_explorer(model: nn.Module, images: Tensor, class_names: Sequence[str], *,
                     classes: Sequence[int] | None = None,
                     image_names: Sequence[str] | None = None,
+                    labels: Tensor | np.ndarray | None = None,
                     sigmas: Sequence[float] = DEFAULT_SIGMAS,
                     omegas: Sequence[float] = DEFAULT_OMEGAS,
                     size: int = 112, quality: int | None = 80, cmap: str = "jet",
@@ -290,6 +300,8 @@ def static_explorer(model: nn.Module, images: Tensor, class_names: Sequence[str]
 
     Args:
         model, images, class_names, classes, image_names, mean, std: see :func:`prepare_explorer`.
+        labels: multi-hot ``[N, C]`` labels of the images, if known: the explorer opens on a
+            class the first image contains.
         sigmas, omegas: the grid of the σ and ω sliders.
         size: displayed side of each picture in CSS pixels (the pictures keep the images'
             resolution).
@@ -313,8 +325,9 @@ def static_explorer(model: nn.Module, images: Tensor, class_names: Sequence[str]
     sigma_start = _nearest_index(sigmas, DEFAULT_SIGMA)
     omega_start = _nearest_index(omegas, DEFAULT_OMEGA)
 
+    class_start = _opening_class(labels, inputs.classes)
     image_picker = widgets.ToggleButtons(options=inputs.image_names)
-    class_picker = widgets.ToggleButtons(options=inputs.class_names)
+    class_picker = widgets.ToggleButtons(options=inputs.class_names, index=class_start)
     sigma_slider = widgets.SelectionSlider(options=[f"{s:g}" for s in sigmas], index=sigma_start)
     omega_slider = widgets.SelectionSlider(options=[f"{w:g}" for w in omegas], index=omega_start)
     for control, name in ((image_picker, "image"), (class_picker, "class"),
@@ -345,7 +358,8 @@ def static_explorer(model: nn.Module, images: Tensor, class_names: Sequence[str]
                             sigma_slider, sigma_start)
         return widgets.VBox([panel(render.attention(i, k)), sigma_stack], layout=layout)
 
-    panels = stack([stack([class_level(i, k) for k in range(len(inputs.classes))], class_picker, 0)
+    panels = stack([stack([class_level(i, k) for k in range(len(inputs.classes))], class_picker,
+                          class_start)
                     for i in range(len(inputs.images))], image_picker, 0)
     title = widgets.HTML(_STYLE + "<b>σ/ω explorer</b>: a precomputed grid; move the sliders, "
                          "or run the notebook in JupyterLab for continuous values.")
@@ -361,6 +375,7 @@ def static_explorer(model: nn.Module, images: Tensor, class_names: Sequence[str]
 def live_explorer(model: nn.Module, images: Tensor, class_names: Sequence[str], *,
                   classes: Sequence[int] | None = None,
                   image_names: Sequence[str] | None = None,
+                  labels: Tensor | np.ndarray | None = None,
                   sigma: float = DEFAULT_SIGMA, omega: float = DEFAULT_OMEGA,
                   size: int = 160, cmap: str = "jet",
                   mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> Any:
@@ -368,6 +383,8 @@ def live_explorer(model: nn.Module, images: Tensor, class_names: Sequence[str], 
 
     Args:
         model, images, class_names, classes, image_names, mean, std: see :func:`prepare_explorer`.
+        labels: multi-hot ``[N, C]`` labels of the images, if known: the explorer opens on a
+            class the first image contains.
         sigma, omega: the sliders' starting values (σ in [0, 1], ω from 1 to 1000, log scale).
         size: displayed side of each picture in CSS pixels.
         cmap: colour map of ``A^c``.
@@ -382,7 +399,8 @@ def live_explorer(model: nn.Module, images: Tensor, class_names: Sequence[str], 
     inputs = prepare_explorer(model, images, class_names, classes, image_names, mean, std)
     render = _Renderer(inputs, size, None, cmap)
     image_picker = widgets.Dropdown(options=[(n, i) for i, n in enumerate(inputs.image_names)])
-    class_picker = widgets.Dropdown(options=[(n, k) for k, n in enumerate(inputs.class_names)])
+    class_picker = widgets.Dropdown(options=[(n, k) for k, n in enumerate(inputs.class_names)],
+                                    value=_opening_class(labels, inputs.classes))
     sigma_slider = widgets.FloatSlider(value=sigma, min=0.0, max=1.0, step=0.01)
     omega_slider = widgets.FloatLogSlider(value=omega, base=10, min=0, max=3, step=0.05)
     attention_view, masking_view = widgets.HTML(), widgets.HTML()

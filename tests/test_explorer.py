@@ -119,6 +119,21 @@ def test_live_explorer_redraws_on_every_control(model, images):
     assert score == pytest.approx(float(expected), abs=0.006)
 
 
+def test_both_explorers_open_on_a_class_the_first_image_contains(model, images):
+    from gainbook.explorer import live_explorer, static_explorer
+
+    only_bird = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    live = live_explorer(model, images, CLASS_NAMES, labels=only_bird)
+    assert live.controls["class"].value == 2 and "class bird" in live.views["attention"].value
+    static = static_explorer(model, images, CLASS_NAMES, labels=only_bird, sigmas=(0.5,), omegas=(10.0,))
+    assert static.controls["class"].value == "bird"
+    for link in static.links:                    # every class stack starts on the bird's panel
+        assert link.target[0].selected_index == link.source[0].index
+    # Without labels, or with an image that holds none of the explored classes: the first class.
+    assert live_explorer(model, images, CLASS_NAMES).controls["class"].value == 0
+    assert live_explorer(model, images, CLASS_NAMES, labels=torch.zeros(2, 3)).controls["class"].value == 0
+
+
 class _TinySet:
     """Protocol samples from fixed images; image 2 has no class."""
 

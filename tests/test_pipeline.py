@@ -70,14 +70,17 @@ def test_chapter_is_committed_without_outputs(chapter):
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
-def test_chapter_marks_a_key_result_for_nbval(chapter):
-    from nbval.plugin import find_comment_markers
+def test_chapter_marks_a_key_result_for_nbval_with_a_tag_not_a_comment(chapter):
+    from nbval.plugin import find_comment_markers, find_metadata_tags
 
     notebook = nbformat.read(chapter, as_version=4)
-    checked = [c for c in notebook.cells if c.cell_type == "code"
-               and ("check", True) in find_comment_markers(c.source)]
-    assert checked, (f"{chapter.name}: no cell is marked '# NBVAL_CHECK_OUTPUT' (the marker must "
-                     "be a comment line of its own)")
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    checked = [c for c in code if ("check", True) in find_metadata_tags(c.metadata)]
+    assert checked, f"{chapter.name}: no cell is tagged 'nbval-check-output'"
+    commented = [i for i, c in enumerate(notebook.cells)
+                 if c.cell_type == "code" and list(find_comment_markers(c.source))]
+    assert not commented, (f"{chapter.name}: cells {commented} carry nbval's markers as comments, "
+                           "which the reader sees; tag the cells instead (nbval-check-output, ...)")
 
 
 def test_every_chapter_is_in_the_table_of_contents():
