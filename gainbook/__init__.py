@@ -12,7 +12,14 @@ papermill, ...):
 * :mod:`gainbook.chapters` — a chapter's set-up, its methods, and the measurements chapters share;
 * :mod:`gainbook.studies` — what the chapters measure (attention by region, attention mining,
   the bias and orientation studies);
+* :mod:`gainbook.preconditions` — what must hold before a claim can be tested, measured;
+* :mod:`gainbook.stats` (paired bootstrap intervals and verdicts) and :mod:`gainbook.scorecard`
+  (a claim's verdict from its comparisons);
+* :mod:`gainbook.choices` — chapter 7's one-factor-at-a-time design of implementation choices;
 * :mod:`gainbook.viz`, :mod:`gainbook.explorer` — tables, figures and the sigma/omega widgets;
+  :mod:`gainbook.prose` — the numbers and words the chapters' text quotes (glue);
+* :mod:`gainbook.photos` — the real photographs of chapter 1 (bundled with scikit-image);
+* :mod:`gainbook.records` — the scorecards read back from executed chapters, and recorded ones;
 * :mod:`gainbook.paper` — the paper's tables as data; :mod:`gainbook.reproduce` — the
-  paper-scale VOC run (chapter 7) and its command line.
+  paper-scale VOC run (chapter 8) and its command line.
 """

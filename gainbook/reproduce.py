@@ -1,6 +1,6 @@
 """The paper-scale reproduction: GAIN on PASCAL VOC 2012 + SBD, as Li et al. ran it (Sec. 4-5.1).
 
-Chapter 7's plan, as data, and a command line that trains it. Training and caching are
+Chapter 8's plan, as data, and a command line that trains it. Training and caching are
 :func:`gainbook.runs.train_run`'s and :func:`gainbook.segmentation_runs.train_segmentation`'s; this
 module only says *which* runs, and puts their numbers beside the paper's.
 
@@ -444,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m gainbook.reproduce",
         description="Train the attention models and segmentation networks of the paper-scale "
-                    "reproduction (chapter 7), or load them from the cache.")
+                    "reproduction (chapter 8), or load them from the cache.")
     parser.add_argument("--profile", choices=("paper", "ci"), default="paper",
                         help="'paper': VGG16 at 321 px on a GPU (default); 'ci': a tiny smoke test")
     parser.add_argument("--voc-root", required=True,

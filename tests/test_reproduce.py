@@ -1,4 +1,4 @@
-"""gainbook.reproduce: the plan of the paper-scale run (chapter 7), its tables and its command line.
+"""gainbook.reproduce: the plan of the paper-scale run (chapter 8), its tables and its command line.
 The plan is checked without data or weights (specs only); one tiny ci run trains on the generated
 VOC tree."""
 
