@@ -64,7 +64,7 @@ __all__ = ["CachedRun", "Trained", "CacheError", "cache_root", "code_digest", "t
 
 _REPOSITORY = Path(__file__).resolve().parents[1]
 #: The packages whose modules count towards a run's code digest.
-_OWN_PACKAGES = ("gainlib", "gainbook")
+OWN_PACKAGES = ("gainlib", "gainbook")
 MODEL_FILE = "model.pt"
 
 
@@ -86,7 +86,8 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
 
 # -- the code digest ------------------------------------------------------------------------
 
-def _module_file(name: str) -> Path | None:
+def module_file(name: str) -> Path | None:
+    """The source file of module ``name``, or ``None`` (not found, built in, a script)."""
     try:
         spec = importlib.util.find_spec(name)
     except (ImportError, ValueError):     # not a module, or a script's __main__
@@ -96,7 +97,7 @@ def _module_file(name: str) -> Path | None:
 
 def _imported_modules(name: str, tree: ast.Module) -> set[str]:
     """The gainlib/gainbook modules that module ``name`` imports, anywhere in its body."""
-    path = _module_file(name)
+    path = module_file(name)
     package = name if path is not None and path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(tree):
@@ -112,20 +113,21 @@ def _imported_modules(name: str, tree: ast.Module) -> set[str]:
         else:
             continue
         for candidate in candidates:
-            if candidate.split(".")[0] not in _OWN_PACKAGES:
+            if candidate.split(".")[0] not in OWN_PACKAGES:
                 continue
             parts = candidate.split(".")
             # importing a.b.c runs a/__init__, a/b/__init__ and a/b/c
             for end in range(1, len(parts) + 1):
                 module = ".".join(parts[:end])
-                if _module_file(module) is None:   # `from module import function`
+                if module_file(module) is None:   # `from module import function`
                     break
                 found.add(module)
     return found
 
 
 @functools.lru_cache(maxsize=None)
-def _module_closure(name: str) -> tuple[str, ...]:
+def module_closure(name: str) -> tuple[str, ...]:
+    """Module ``name`` and every gainlib/gainbook module it imports, transitively, sorted."""
     seen: set[str] = set()
     todo = [name]
     while todo:
@@ -133,7 +135,7 @@ def _module_closure(name: str) -> tuple[str, ...]:
         if module in seen:
             continue
         seen.add(module)
-        path = _module_file(module)
+        path = module_file(module)
         if path is None or path.suffix != ".py":
             continue
         todo.extend(_imported_modules(module, ast.parse(path.read_text())) - seen)
@@ -145,8 +147,8 @@ def code_digest(module: str) -> str:
     """Hash of module ``module`` and of every gainlib/gainbook module it imports, transitively
     (its syntax trees: an edit to a comment does not change it, any edit to code does)."""
     digest = hashlib.sha256()
-    for name in _module_closure(module):
-        path = _module_file(name)
+    for name in module_closure(module):
+        path = module_file(name)
         if path is None or path.suffix != ".py":
             continue
         digest.update(name.encode())
@@ -156,7 +158,7 @@ def code_digest(module: str) -> str:
 
 def training_modules(run_class: type) -> tuple[str, ...]:
     """The modules whose source is part of the keys of ``run_class``'s runs."""
-    return _module_closure(run_class.__module__)
+    return module_closure(run_class.__module__)
 
 
 # -- runs -----------------------------------------------------------------------------------

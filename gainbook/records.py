@@ -40,7 +40,7 @@ from typing import Any, Sequence
 
 import nbformat
 
-from gainbook.cache import _OWN_PACKAGES, _module_closure, _module_file, write_text_atomic
+from gainbook.cache import OWN_PACKAGES, module_closure, module_file, write_text_atomic
 
 __all__ = ["scorecard_rows", "chapter_entry", "make_record", "load_record", "changed_since",
            "code_files", "RECORD_KEYS", "ROW_KEYS"]
@@ -117,13 +117,13 @@ def _imported(notebook: nbformat.NotebookNode) -> set[str]:
         for node in ast.walk(tree):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            found.update(n for n in names if n.split(".")[0] in _OWN_PACKAGES)
+            found.update(n for n in names if n.split(".")[0] in OWN_PACKAGES)
     return found
 
 
 def _module_digest(name: str) -> str | None:
     """Hash of module ``name``'s syntax tree (a comment does not change it); None if it is gone."""
-    path = _module_file(name)
+    path = module_file(name)
     if path is None or path.suffix != ".py":
         return None
     return hashlib.sha256(ast.dump(ast.parse(path.read_text())).encode()).hexdigest()
@@ -132,7 +132,7 @@ def _module_digest(name: str) -> str | None:
 def module_digests(modules: Sequence[str]) -> dict[str, str]:
     """Each of ``modules`` and every gainlib/gainbook module they import, transitively
     (:mod:`gainbook.cache`'s closure), with :func:`_module_digest` of it."""
-    closure = sorted({m for name in modules for m in _module_closure(name)})
+    closure = sorted({m for name in modules for m in module_closure(name)})
     digests = {name: _module_digest(name) for name in closure}
     return {name: digest for name, digest in digests.items() if digest is not None}
 
@@ -302,8 +302,8 @@ def code_files(record: dict[str, Any], notebooks: str | os.PathLike | None = Non
     chapters = sorted({_chapter_path(folder, c["notebook"]) for c in record["chapters"]})
     imported = {m for path in chapters if path.is_file()
                 for m in _imported(nbformat.read(path, as_version=4))}
-    modules = sorted({m for name in imported for m in _module_closure(name)})
-    files = {_module_file(m) for m in modules}
+    modules = sorted({m for name in imported for m in module_closure(name)})
+    files = {module_file(m) for m in modules}
     return chapters + sorted(f for f in files if f is not None and f.suffix == ".py")
 
 

@@ -66,7 +66,7 @@ from gainlib.data.saliency import SaliencyPrior
 from gainlib.losses import segmentation_loss, weakly_supervised_segmentation_loss
 from gainlib.metrics import ConfusionMatrix
 from gainlib.models import eval_mode
-from gainlib.trainer import Trainer, _check_loop_settings
+from gainlib.trainer import Trainer, check_loop_settings
 from gainlib.validation import check_choice, check_real
 
 __all__ = [
@@ -879,7 +879,7 @@ class SegmentationConfig:
 
     def __post_init__(self) -> None:
         check_choice(self, "loss", _SEG_LOSSES)
-        _check_loop_settings(self)
+        check_loop_settings(self)
         check_real(self, "lr_step", positive=True, optional=True)
 
     def run_settings(self) -> dict[str, Any]:

@@ -85,7 +85,7 @@ class CheckpointError(RuntimeError):
 
 
 # -- validation of the settings every trainer's config shares ----------------------------
-def _check_loop_settings(owner: object) -> None:
+def check_loop_settings(owner: object) -> None:
     """Type and range of the fields every trainer's config shares (see :class:`LoopSettings`)."""
     for name in ("epochs", "batch_size"):
         check_int(owner, name, 1)
@@ -185,7 +185,7 @@ class TrainConfig:
         check_choice(self, "optimizer", ("sgd", "adam"))
         check_choice(self, "lr_schedule", ("constant", "cosine"))
         check_choice(self, "ext_sampling", ("cycle", "natural"))
-        _check_loop_settings(self)
+        check_loop_settings(self)
         for name in ("ext_batch_size", "eval_every"):
             check_int(self, name, 1)
         check_int(self, "warmup_epochs", 0)

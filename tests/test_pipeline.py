@@ -209,3 +209,18 @@ def test_chapter_installs_itself_on_colab_only_and_says_how_to_regenerate_it(cha
     assert "gainlib[book] @ git+" in first_code.source
     intro = notebook.cells[0].source
     assert f"papermill notebooks/{chapter.name} out.ipynb -p profile default" in intro
+
+
+def test_the_api_page_documents_every_public_module_of_both_packages():
+    import pkgutil
+
+    import gainbook
+    import gainlib
+
+    documented = set(re.findall(r"automodule:: ([\w.]+)", (ROOT / "book" / "api.md").read_text()))
+    public = {info.name for package in (gainlib, gainbook)
+              for info in pkgutil.walk_packages(package.__path__, package.__name__ + ".")
+              if not any(part.startswith("_") for part in info.name.split("."))
+              and not info.ispkg}
+    missing = sorted(public - documented)
+    assert not missing, f"book/api.md documents no automodule for {missing}"

@@ -30,10 +30,10 @@ import numpy as np
 
 from gainlib.data import drawing as d
 from gainlib.data.protocol import IMAGENET_MEAN, IMAGENET_STD
-from gainlib.data.render_scenes import CLASSES, OBJECT_DRAWERS, _ground
+from gainlib.data.render_scenes import CLASSES, OBJECT_DRAWERS, ground_texture
 from gainlib.data.saliency import SaliencyPrior
 from gainlib.data.sample import Transform
-from gainlib.data.synthetic import _SyntheticBase, _sample_rng, _saliency_maps
+from gainlib.data.synthetic import SyntheticBase, sample_rng, saliency_maps
 
 __all__ = ["DECOY_SPLITS", "PATCH_COLOURS", "DecoyShapes", "read_patch_classes"]
 
@@ -83,7 +83,7 @@ def read_patch_classes(images: np.ndarray, patch_size: int, tolerance: float = 0
     return np.where(found, best % len(PATCH_COLOURS), -1).astype(np.int64)
 
 
-class DecoyShapes(_SyntheticBase):
+class DecoyShapes(SyntheticBase):
     """One object per image and a class-coloured corner patch (module notes).
 
     Args:
@@ -129,7 +129,7 @@ class DecoyShapes(_SyntheticBase):
         self.shortcut_strength = shortcut_strength if follows else 0.0
         count = default_n if n is None else n
         k = len(CLASSES)
-        rendered = [self._render(_sample_rng(seed, "decoy", split, i), i % k, unrelated_patch)
+        rendered = [self._render(sample_rng(seed, "decoy", split, i), i % k, unrelated_patch)
                     for i in range(count)]
         size = (count, image_size, image_size)
         self.images = np.stack([r[0] for r in rendered]) if rendered else np.zeros((*size, 3), np.uint8)
@@ -143,14 +143,14 @@ class DecoyShapes(_SyntheticBase):
             self.boxes.append(np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32))
             self.box_labels.append(np.array([i % k], np.int64))
         self.ids = [f"decoy-{split}-{i:06d}" for i in range(count)]
-        self.saliency = _saliency_maps(self.images, saliency)
+        self.saliency = saliency_maps(self.images, saliency)
         super().__init__(transforms, mean, std)
 
     def _render(self, rng: np.random.Generator, cls: int,
                 unrelated_patch: str) -> tuple[np.ndarray, np.ndarray, int, int]:
         size = self.image_size
         xx, yy = d.pixel_centres(size)
-        canvas = _ground(rng, xx, yy, size / 64.0)
+        canvas = ground_texture(rng, xx, yy, size / 64.0)
         cx, cy = size / 2 + rng.uniform(-CENTRE_JITTER, CENTRE_JITTER, 2) * size
         frame = d.Frame(cx, cy, scale=size * rng.uniform(*OBJECT_SCALE),
                         angle=rng.uniform(-0.15, 0.15), mirror=bool(rng.random() < 0.5))

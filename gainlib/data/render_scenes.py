@@ -225,8 +225,10 @@ def plan_scene(rng: np.random.Generator, kind: SplitKind, context_bias: float, i
 
 # --- textures ---------------------------------------------------------------------------------
 
-def _ground(rng, xx, yy, s, grey_free=False):
-    # grey_free: saturation and value kept off the neutral grey that erased pixels take
+def ground_texture(rng, xx, yy, s, grey_free=False):
+    """A noisy earth-coloured background on the grid ``xx, yy`` (scale ``s``: the image side
+    over 64). ``grey_free`` keeps saturation and value off the neutral grey that erased pixels
+    take."""
     saturation, value = ((0.3, 0.55), (0.62, 0.85)) if grey_free else ((0.05, 0.35), (0.45, 0.8))
     base = d.hsv(rng.uniform(0.04, 0.16), rng.uniform(*saturation), rng.uniform(*value))
     return base + d.noise(rng, xx.shape, 0.025)
@@ -384,7 +386,7 @@ def render_scene(rng: np.random.Generator, plan: ScenePlan, size: int,
     xx, yy = d.pixel_centres(size)
     s = size / 64.0                       # texture scale: features keep their relative size
     slot = size / 2.0
-    canvas = _ground(rng, xx, yy, s, design.grey_free)
+    canvas = ground_texture(rng, xx, yy, s, design.grey_free)
     context_map = np.zeros((size, size), np.uint8)
     frames: dict[int, d.Frame] = {}
     for i, content in enumerate(plan.slots):

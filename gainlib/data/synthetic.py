@@ -81,12 +81,15 @@ ORIENTATION_SPLITS: dict[str, tuple[str, int, int]] = {
 }
 
 
-def _sample_rng(seed: int, dataset: str, split: str, index: int) -> np.random.Generator:
+def sample_rng(seed: int, dataset: str, split: str, index: int) -> np.random.Generator:
+    """The generator of one sample: independent of every other sample's and of the order in
+    which samples are rendered."""
     key = (zlib.crc32(dataset.encode()), zlib.crc32(split.encode()), index)
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
-def _saliency_maps(images: np.ndarray, prior: SaliencyPrior | None, chunk: int = 256) -> np.ndarray | None:
+def saliency_maps(images: np.ndarray, prior: SaliencyPrior | None, chunk: int = 256) -> np.ndarray | None:
+    """The saliency prior of every image (``None`` without a prior), computed in chunks."""
     if prior is None:
         return None
     if len(images) == 0:
@@ -95,7 +98,7 @@ def _saliency_maps(images: np.ndarray, prior: SaliencyPrior | None, chunk: int =
     return (np.clip(np.concatenate(maps), 0, 1) * 255 + 0.5).astype(np.uint8)   # stored as uint8
 
 
-class _SyntheticBase(Dataset):
+class SyntheticBase(Dataset):
     """Shared storage and ``__getitem__`` of the synthetic datasets."""
 
     classes: tuple[str, ...]
@@ -184,7 +187,7 @@ class _SyntheticBase(Dataset):
                 value = tuple(value)
             setattr(dataset, name, value)
         dataset.ids = list(dataset.ids)
-        _SyntheticBase.__init__(dataset, transforms, dataset.mean, dataset.std)
+        SyntheticBase.__init__(dataset, transforms, dataset.mean, dataset.std)
         return dataset
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -210,7 +213,7 @@ class _SyntheticBase(Dataset):
 _DESIGN_TYPES = {"SceneDesign": SceneDesign, "OrientationDesign": OrientationDesign}
 
 
-class SyntheticScenes(_SyntheticBase):
+class SyntheticScenes(SyntheticBase):
     """Multi-label scenes with part/body objects, decoys and a controllable context bias.
 
     Args:
@@ -254,7 +257,7 @@ class SyntheticScenes(_SyntheticBase):
         count = default_n if n is None else n
         rendered = []
         for i in range(count):
-            rng = _sample_rng(seed, "scenes", split, i)
+            rng = sample_rng(seed, "scenes", split, i)
             plan = plan_scene(rng, kind, self.context_bias, i, self.design)
             rendered.append(render_scene(rng, plan, image_size, self.design))
         size = (count, image_size, image_size)
@@ -266,7 +269,7 @@ class SyntheticScenes(_SyntheticBase):
         self.boxes = [r.boxes for r in rendered]
         self.box_labels = [r.box_labels for r in rendered]
         self.ids = [f"scenes-{split}-{i:06d}" for i in range(count)]
-        self.saliency = _saliency_maps(self.images, saliency)
+        self.saliency = saliency_maps(self.images, saliency)
         super().__init__(transforms, _or(mean, self.design.mean, IMAGENET_MEAN),
                          _or(std, self.design.std, IMAGENET_STD))
 
@@ -325,7 +328,7 @@ class SyntheticScenes(_SyntheticBase):
         return out
 
 
-class SyntheticOrientation(_SyntheticBase):
+class SyntheticOrientation(SyntheticBase):
     """Orientation classification under domain shift (Sec. 5.2 camera, Sec. 5.3 workpiece).
 
     Args:
@@ -371,7 +374,7 @@ class SyntheticOrientation(_SyntheticBase):
         self.classes = ORIENTATION_CLASSES[variant]
         k = len(self.classes)
         count = (n_camera if variant == "camera" else n_workpiece) if n is None else n
-        rendered = [render_orientation(_sample_rng(seed, f"orientation-{variant}", split, i),
+        rendered = [render_orientation(sample_rng(seed, f"orientation-{variant}", split, i),
                                        variant, i % k, domain, image_size, shortcut_strength,
                                        self.design)
                     for i in range(count)]
@@ -387,7 +390,7 @@ class SyntheticOrientation(_SyntheticBase):
         self.box_labels = [np.array([r.label], np.int64) for r in rendered]
         self.light_angles = np.array([r.light_angle for r in rendered], np.float32)
         self.ids = [f"{variant}-{split}-{i:06d}" for i in range(count)]
-        self.saliency = _saliency_maps(self.images, saliency)
+        self.saliency = saliency_maps(self.images, saliency)
         super().__init__(transforms, mean, std)
 
     def statistics(self) -> dict[str, Any]:
