@@ -30,6 +30,7 @@ __all__ = [
     "attention_panels",
     "image_grid",
     "summarize_results",
+    "in_points",
     "results_table",
     "compare_methods",
     "curve_plot",
@@ -271,6 +272,21 @@ def results_table(results: Any, by: str | Sequence[str] = "method", seed_key: st
     draws = any(DRAW_KEY in record for record in _records(results, _keys(by)[0], seed_key))
     table["runs" if draws else "seeds"] = summary[(names[0], "n")].astype(int) if names else 0
     return table
+
+
+def in_points(frame: "pd.DataFrame", columns: Sequence[str], digits: int = 1) -> "pd.DataFrame":
+    """A copy of ``frame`` with ``columns`` (differences of metrics in [0, 1]) in points, as
+    the scorecards give them: times 100, ``digits`` decimals, "(points)" in the header.
+
+    >>> import pandas as pd
+    >>> in_points(pd.DataFrame({"difference": [0.02011], "pairs": [5]}), ["difference"])
+       difference (points)  pairs
+    0                  2.0      5
+    """
+    shown = frame.copy()
+    for column in columns:
+        shown[column] = (shown[column] * 100).round(digits)
+    return shown.rename(columns={c: f"{c} (points)" for c in columns})
 
 
 def compare_methods(results: Any, metric: str, method: Any, baseline: Any, *,
