@@ -28,6 +28,7 @@ class AlignedResize(v2.Transform):
         self.size = [int(s) for s in size]
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        """Resize one input of the sample by its kind (image, mask or boxes)."""
         if isinstance(inpt, tv_tensors.Mask):
             return TF.resize(inpt, self.size, interpolation=v2.InterpolationMode.NEAREST_EXACT)
         return TF.resize(inpt, self.size, antialias=True)
