@@ -217,10 +217,12 @@ def test_the_api_page_documents_every_public_module_of_both_packages():
     import gainbook
     import gainlib
 
-    documented = set(re.findall(r"automodule:: ([\w.]+)", (ROOT / "book" / "api.md").read_text()))
+    pages = ("api.md", "api_gainbook.md")   # two pages: one would be too heavy to load
+    documented = {name for page in pages
+                  for name in re.findall(r"automodule:: ([\w.]+)", (ROOT / "book" / page).read_text())}
     public = {info.name for package in (gainlib, gainbook)
               for info in pkgutil.walk_packages(package.__path__, package.__name__ + ".")
               if not any(part.startswith("_") for part in info.name.split("."))
               and not info.ispkg}
     missing = sorted(public - documented)
-    assert not missing, f"book/api.md documents no automodule for {missing}"
+    assert not missing, f"the API pages (book/{pages}) document no automodule for {missing}"
