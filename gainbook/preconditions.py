@@ -28,9 +28,8 @@ The thresholds are fixed before measuring (defaults of the functions), never fit
 
 from __future__ import annotations
 
-import numbers
-
 import json
+import numbers
 import os
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping, Sequence

@@ -315,7 +315,7 @@ def compare_methods(results: Any, metric: str, method: Any, baseline: Any, *,
 
     records = [r for r in _records(results, by, seed_key)
                if all(r.get(k) == v for k, v in where.items())]
-    pair = ("draw", seed_key) if any("draw" in r for r in records) else (seed_key,)
+    pair = (DRAW_KEY, seed_key) if any(DRAW_KEY in r for r in records) else (seed_key,)
     ours = [r for r in records if r[by] == method]
     base = [r for r in records if r[by] == baseline]
     if not ours or sorted(tuple(r[k] for k in pair) for r in ours) != sorted(
@@ -323,7 +323,7 @@ def compare_methods(results: Any, metric: str, method: Any, baseline: Any, *,
         raise ValueError(f"{method!r} and {baseline!r} must be run on the same seeds "
                          f"({', '.join(pair)})")
     row = compare_records(records, metric, method, baseline, direction=direction, by=by,
-                          pair=pair, group="draw" if "draw" in pair else None)
+                          pair=pair, group=DRAW_KEY if DRAW_KEY in pair else None)
     mean = lambda rows: 100 * sum(float(r[metric]) for r in rows) / len(rows)  # noqa: E731
     difference, interval = format_difference(row).split(" ", 1)
     return (f"{metric}: {method} {mean(ours):.1f} vs {baseline} {mean(base):.1f}: "
