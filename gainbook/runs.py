@@ -40,7 +40,7 @@ __all__ = ["DataSpec", "RunSpec", "TrainedRun", "load_split", "training_set", "b
 TrainedRun = Trained
 
 #: The data a :class:`DataSpec` can name.
-DATASETS = ("synthetic", "camera", "workpiece", "decoy", "voc")
+DATASETS = ("synthetic", "camera", "workpiece", "decoy", "context", "voc")
 #: The VOC lists behind :func:`load_split`'s ``"train"`` and ``"val"``.
 VOC_SPLITS = {"train": "train_aug", "val": "val"}
 
@@ -52,7 +52,10 @@ class DataSpec:
     Attributes:
         dataset: ``"synthetic"`` (:class:`~gainlib.data.SyntheticScenes`, generated),
             ``"camera"`` or ``"workpiece"`` (:class:`~gainlib.data.SyntheticOrientation`,
-            generated; Sec. 5.2-5.3) or ``"voc"`` (:class:`~gainlib.data.VOCDataset` under
+            generated; Sec. 5.2-5.3), ``"decoy"`` (:class:`~gainlib.data.DecoyShapes`, the
+            positive control), ``"context"`` (:class:`~gainlib.data.ContextScenes`, one
+            scenario of the bias family, ``design`` a :class:`~gainlib.data.BiasScenario`) or
+            ``"voc"`` (:class:`~gainlib.data.VOCDataset` under
             ``voc_root``).
         image_size: side of the (square) images.
         n_train, n_eval: images in the training split and in each evaluation split
@@ -83,7 +86,7 @@ class DataSpec:
             :class:`~gainlib.data.render_orientation.OrientationDesign`.
     """
 
-    dataset: Literal["synthetic", "camera", "workpiece", "decoy", "voc"] = "synthetic"
+    dataset: Literal["synthetic", "camera", "workpiece", "decoy", "context", "voc"] = "synthetic"
     image_size: int = 64
     n_train: int = 2000
     n_eval: int = 300
@@ -104,6 +107,12 @@ class DataSpec:
             check_int(self, name, 0)
         for name in ("context_bias", "shortcut_strength"):
             check_real(self, name, 0.0, maximum=1.0)
+        if self.dataset == "context":
+            from gainlib.data import BiasScenario
+
+            if not isinstance(self.design, BiasScenario):
+                raise TypeError("DataSpec(dataset='context') needs design=BiasScenario(...), got "
+                                f"{self.design!r}")
         if self.voc_root is not None:
             if not isinstance(self.voc_root, (str, os.PathLike)):
                 raise TypeError(f"DataSpec.voc_root must be a path or None, got {self.voc_root!r}")
@@ -134,6 +143,8 @@ class DataSpec:
         from gainlib.data.render_orientation import ORIENTATION_CLASSES
         from gainlib.data.render_scenes import CLASSES
 
+        if self.dataset == "context":
+            return len(CLASSES) if self.design.multi_label else 1
         if self.dataset in ORIENTATION_CLASSES:
             return len(ORIENTATION_CLASSES[self.dataset])
         return len(CLASSES if self.dataset in ("synthetic", "decoy") else VOC_CLASSES)
@@ -198,7 +209,8 @@ class RunSpec(CachedRun):
 #: The datasets :func:`load_split` renders, with their gainlib.data class (whose module's code
 #: their pixels come from).
 _RENDERED = {"synthetic": "SyntheticScenes", "camera": "SyntheticOrientation",
-             "workpiece": "SyntheticOrientation", "decoy": "DecoyShapes"}
+             "workpiece": "SyntheticOrientation", "decoy": "DecoyShapes",
+             "context": "ContextScenes"}
 _SPLIT_CACHE_VERSION = 1
 
 
@@ -219,7 +231,7 @@ def _split_file(data: DataSpec, split: str) -> Path:
 
 
 def _split_size(data: DataSpec, split: str) -> int:
-    return data.n_train if split == "train" else data.n_eval
+    return data.n_train if split in ("train", "unbiased") else data.n_eval
 
 
 @functools.lru_cache(maxsize=16)
@@ -283,6 +295,12 @@ def _build_split(data: DataSpec, split: str) -> Dataset:
         return DecoyShapes(split, n, image_size=data.image_size,
                            seed=data.split_seed(split),
                            shortcut_strength=data.shortcut_strength)
+    if data.dataset == "context":
+        from gainlib.data import ContextScenes
+
+        n = data.n_train if split in ("train", "unbiased") else data.n_eval
+        return ContextScenes(split, n, scenario=data.design, image_size=data.image_size,
+                             seed=data.split_seed(split))
     if data.dataset == "voc":
         from gainlib.data import VOCDataset, spectral_residual_saliency, voc_transforms
 
@@ -294,7 +312,7 @@ def _build_split(data: DataSpec, split: str) -> Dataset:
                            "counterfactual splits exist only in the synthetic benchmark)")
         return VOCDataset(data.voc_root, VOC_SPLITS[split], saliency=spectral_residual_saliency,
                           transforms=voc_transforms(train=split == "train", size=data.image_size))
-    raise ValueError("dataset must be 'synthetic', 'camera', 'workpiece', 'decoy' or 'voc', "
+    raise ValueError("dataset must be 'synthetic', 'camera', 'workpiece', 'decoy', 'context' or 'voc', "
                      f"got {data.dataset!r}")
 
 

@@ -3,6 +3,8 @@
 * :mod:`gainlib.data.synthetic` -- the synthetic GAIN benchmark (:class:`SyntheticScenes`,
   :class:`SyntheticOrientation`, :func:`synthetic_splits`), generated on the fly.
 * :mod:`gainlib.data.decoy` -- :class:`DecoyShapes`, a DecoyMNIST-style shortcut: the positive control.
+* :mod:`gainlib.data.context_family` -- :class:`ContextScenes`, Biased Boat scenes whose bias
+  mechanism is a parameter (:class:`BiasScenario`).
 * :mod:`gainlib.data.voc` -- PASCAL VOC 2012 + SBD, or any set in VOC layout (:class:`VOCDataset`).
 * :mod:`gainlib.data.saliency` -- saliency priors for L_bbox (Eq. 9).
 * :func:`iter_batches` -- a dataset (or some of its samples) in collated batches.
@@ -11,6 +13,7 @@
 """
 
 from gainlib.data.batching import iter_batches
+from gainlib.data.context_family import CONTEXT_SPLITS, BiasScenario, ContextScenes
 from gainlib.data.decoy import DECOY_SPLITS, DecoyShapes
 from gainlib.data.extra_labels import mark_extra_labels, pick_subset
 from gainlib.data.protocol import (
@@ -54,6 +57,9 @@ __all__ = [
     "synthetic_splits",
     "DECOY_SPLITS",
     "DecoyShapes",
+    "CONTEXT_SPLITS",
+    "BiasScenario",
+    "ContextScenes",
     # VOC
     "VOC_CLASSES",
     "VOCDataset",
