@@ -116,12 +116,14 @@ _N_TRAIN, _N_EVAL = 1000, 250
 
 def member_profile(member: FamilyMember, *, unbiased: bool = False, **overrides: Any) -> BookProfile:
     """The runs' settings of ``member`` (``unbiased``: its oracle's data, the context
-    independent of the boat); ``overrides`` as fields of :class:`BookProfile` (e.g. ``seeds``)."""
+    independent of the boat); ``overrides``: ``n_train`` and ``n_eval`` (the data's sizes) or
+    fields of :class:`BookProfile` (e.g. ``seeds``, ``classifier_epochs``: a smaller family
+    for the tests)."""
     scenario = member.scenario.unbiased() if unbiased else member.scenario
-    data = DataSpec("context", image_size=member.image_size, n_train=_N_TRAIN, n_eval=_N_EVAL,
-                    design=scenario)
-    settings = {**_TRAINING, **overrides}
-    return BookProfile(f"family: {member.name}", data, **settings)
+    sizes = {"n_train": _N_TRAIN, "n_eval": _N_EVAL}
+    sizes.update({k: overrides.pop(k) for k in list(overrides) if k in sizes})
+    data = DataSpec("context", image_size=member.image_size, design=scenario, **sizes)
+    return BookProfile(f"family: {member.name}", data, **{**_TRAINING, **overrides})
 
 
 def oracle_method() -> Method:
@@ -129,22 +131,25 @@ def oracle_method() -> Method:
     return replace(CLASSIFIER, name="oracle (no bias)")
 
 
-def _masks(member: FamilyMember) -> int:
-    return max(1, round(member.scenario.mask_share * _N_TRAIN))
+def _masks(member: FamilyMember, n_train: int) -> int:
+    return max(1, round(member.scenario.mask_share * n_train))
 
 
 def member_methods(member: FamilyMember, fills: Sequence[str] = FILLS,
-                   protocols: Sequence[str] = PROTOCOLS) -> list[tuple[str, str, str, Method]]:
+                   protocols: Sequence[str] = PROTOCOLS,
+                   n_train: int | None = None) -> list[tuple[str, str, str, Method]]:
     """``(method, protocol, fill, Method)`` of every run kind measured on ``member``: the
     classifier (its baseline from scratch) and the classifier continued (fine-tuned), then GAIN
-    and GAIN_ext^p for each protocol and fill."""
+    and GAIN_ext^p for each protocol and fill (masks on the member's ``mask_share`` of
+    ``n_train`` training images)."""
     out: list[tuple[str, str, str, Method]] = [("classifier", "scratch", "", CLASSIFIER),
                                                ("classifier", "fine-tuned", "", CONTINUED)]
     for protocol in protocols:
         for fill in fills:
             start = "scratch" if protocol == "scratch" else "classifier"
             gain = Method("GAIN", "gain", gain=(("fill", fill),), start=start)
-            ext = replace(extra_supervision("p", _masks(member), fill=fill), start=start)
+            masks = _masks(member, _N_TRAIN if n_train is None else n_train)
+            ext = replace(extra_supervision("p", masks, fill=fill), start=start)
             out += [("GAIN", protocol, fill, gain), ("GAIN_ext^p", protocol, fill, ext)]
     return [row for row in out if row[1] in protocols]
 
@@ -219,13 +224,14 @@ def _scores(model: nn.Module, data: DataSpec) -> dict[str, float]:
 
 
 def scenario_records(member: FamilyMember, *, fills: Sequence[str] = FILLS,
-                     protocols: Sequence[str] = PROTOCOLS, seeds: Sequence[int] | None = None,
-                     device: str = "cpu", workers: int | None = None) -> list[dict[str, Any]]:
+                     protocols: Sequence[str] = PROTOCOLS, device: str = "cpu",
+                     workers: int | None = None, **overrides: Any) -> list[dict[str, Any]]:
     """Train (through the run cache) and score every run of ``member``: one record per run,
     ``{"scenario", "method", "protocol", "fill", "seed", "draw", **FAMILY_METRICS}``, the
-    oracle's runs (the first seed of each draw) with method ``"oracle"``."""
-    settings = member_profile(member)
-    plan = _plan(member, seeds, fills, protocols)
+    oracle's runs (the first seed of each draw) with method ``"oracle"``; ``overrides`` as for
+    :func:`member_profile`."""
+    settings = member_profile(member, **overrides)
+    plan = _plan(member, fills, protocols, **overrides)
     runs = train_runs([spec for _, spec in plan], device=device, workers=workers)
     records = []
     for (meta, spec), run in zip(plan, runs):
@@ -235,7 +241,7 @@ def scenario_records(member: FamilyMember, *, fills: Sequence[str] = FILLS,
 
 
 def scenario_checks(member: FamilyMember, records: Sequence[Mapping[str, Any]],
-                    *, device: str = "cpu") -> list[Any]:
+                    *, device: str = "cpu", **overrides: Any) -> list[Any]:
     """The preconditions of ``member``'s comparisons, from its records and its first seed's
     classifier: the oracle separates the halves (mean AUC >= 0.9), the classifier took the
     bias (its AUC at least 0.1 below the oracle's), there is something to mine (>= 20 % of
@@ -248,7 +254,7 @@ def scenario_checks(member: FamilyMember, records: Sequence[Mapping[str, Any]],
                   and r["scenario"] == member.name]
         return float(np.mean(values)) if values else float("nan")
 
-    settings = member_profile(member)
+    settings = member_profile(member, **overrides)
     first = settings.seeds[0]
     classifier = train_runs([CLASSIFIER.spec(settings, first)], device=device,
                             progress=False)[0].model
@@ -270,17 +276,16 @@ _SCORING = ("gainbook.studies", "gainbook.preconditions")
 
 
 def _digests() -> dict[str, str]:
-    from gainbook.records import _module_digest, module_digests
+    from gainbook.records import module_digest, module_digests
 
-    return {**module_digests(_SCORING), "gainbook.bias_family": _module_digest("gainbook.bias_family")}
+    return {**module_digests(_SCORING), "gainbook.bias_family": module_digest("gainbook.bias_family")}
 
 
-def _plan(member: FamilyMember, seeds: Sequence[int] | None = None,
-          fills: Sequence[str] = FILLS, protocols: Sequence[str] = PROTOCOLS,
+def _plan(member: FamilyMember, fills: Sequence[str] = FILLS,
+          protocols: Sequence[str] = PROTOCOLS, **overrides: Any,
           ) -> list[tuple[dict[str, Any], Any]]:
     """``(what, RunSpec)`` of every run of ``member``: each method of :func:`member_methods`
     for every seed, and the oracle on the first seed of each draw."""
-    overrides = {"seeds": tuple(seeds)} if seeds is not None else {}
     settings = member_profile(member, **overrides)
     oracle = member_profile(member, unbiased=True, **overrides)
     first_of_draw: dict[int, int] = {}
@@ -289,7 +294,8 @@ def _plan(member: FamilyMember, seeds: Sequence[int] | None = None,
     plan: list[tuple[dict[str, Any], Any]] = []
     for seed in settings.seeds:
         base = {"scenario": member.name, "seed": seed, "draw": settings.draw_of(seed)}
-        for method, protocol, fill, how in member_methods(member, fills, protocols):
+        for method, protocol, fill, how in member_methods(member, fills, protocols,
+                                                          settings.data.n_train):
             plan.append(({**base, "method": method, "protocol": protocol, "fill": fill},
                          how.spec(settings, seed)))
         if first_of_draw[settings.draw_of(seed)] == seed:
@@ -299,24 +305,28 @@ def _plan(member: FamilyMember, seeds: Sequence[int] | None = None,
 
 
 def run_family(members: Iterable[FamilyMember] = FAMILY, *, out: str | os.PathLike | None = None,
-               device: str = "cpu", workers: int | None = None,
-               seeds: Sequence[int] | None = None) -> dict[str, Any]:
+               device: str = "cpu", workers: int | None = None, **overrides: Any) -> dict[str, Any]:
     """Train and score every member (:func:`scenario_records`, :func:`scenario_checks`) and
     return the record; with ``out``, write it there as JSON (each member as soon as it is done,
-    so an interrupted run keeps what it measured)."""
+    so an interrupted run keeps what it measured). ``overrides`` as for :func:`member_profile`;
+    the record keeps them."""
     from gainbook.cache import write_text_atomic
 
+    from gainbook.records import current_commit
+
+    overrides = {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()}
     record: dict[str, Any] = {"recorded": "", "command": " ".join(sys.argv), "machine": "",
-                              "modules": _digests(), "members": {}, "seconds": {}}
+                              "commit": current_commit(), "modules": _digests(), "settings": overrides,
+                              "members": {}, "seconds": {}}
     for member in members:
         started = time.perf_counter()
-        records = scenario_records(member, seeds=seeds, device=device, workers=workers)
-        checks = scenario_checks(member, records, device=device)
+        records = scenario_records(member, device=device, workers=workers, **_tuples(overrides))
+        checks = scenario_checks(member, records, device=device, **_tuples(overrides))
         record["members"][member.name] = {
             "varies": member.varies, "image_size": member.image_size,
             "scenario": {k: v for k, v in vars(member.scenario).items()},
             "checks": [c.record() for c in checks], "records": records,
-            "runs": [spec.key() for _, spec in _plan(member, seeds)]}
+            "runs": [spec.key() for _, spec in _plan(member, **_tuples(overrides))]}
         record["seconds"][member.name] = round(time.perf_counter() - started, 1)
         record["recorded"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         record["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
@@ -327,13 +337,18 @@ def run_family(members: Iterable[FamilyMember] = FAMILY, *, out: str | os.PathLi
     return record
 
 
+def _tuples(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings read back from JSON, lists as the tuples :class:`BookProfile` holds."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
+
+
 def load_family(path: str | os.PathLike) -> dict[str, Any]:
     """A record :func:`run_family` wrote (``ValueError`` naming the file if it is not one)."""
     try:
         record = json.loads(Path(path).read_text())
     except (OSError, ValueError) as error:
         raise ValueError(f"{path}: not a bias-family record ({error})") from error
-    for key in ("recorded", "command", "machine", "modules", "members"):
+    for key in ("recorded", "command", "commit", "machine", "modules", "settings", "members"):
         if key not in record:
             raise ValueError(f"{path}: not a bias-family record (no {key!r})")
     return record
@@ -346,10 +361,10 @@ def family_changed_since(record: Mapping[str, Any]) -> list[str]:
     now, then = _digests(), record["modules"]
     changed = sorted(name for name in set(now) | set(then) if now.get(name) != then.get(name))
     members = {m.name: m for m in FAMILY}
+    overrides = _tuples(record.get("settings", {}))
     for name, stored in record["members"].items():
         member = members.get(name)
-        seeds = sorted({r["seed"] for r in stored["records"]})
-        if member is None or [s.key() for _, s in _plan(member, seeds)] != stored.get("runs"):
+        if member is None or [s.key() for _, s in _plan(member, **overrides)] != stored.get("runs"):
             changed.append(f"the runs of {name!r}")
     return changed
 
@@ -365,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.only or ()) - {m.name for m in FAMILY}
     if unknown:
         parser.error(f"unknown members {sorted(unknown)}; choose from {[m.name for m in FAMILY]}")
-    run_family(members, out=args.out, workers=args.workers, seeds=args.seeds)
+    overrides = {"seeds": tuple(args.seeds)} if args.seeds else {}
+    run_family(members, out=args.out, workers=args.workers, **overrides)
     return 0
 
 

@@ -150,7 +150,7 @@ def mechanism_test(records: Sequence[Mapping[str, Any]], *, method: str = "GAIN_
                             - baseline[(r["scenario"], r["protocol"], r["seed"], r["draw"])])
     rise = np.array([np.mean(c["rise"]) for c in cells.values()])
     gain = np.array([np.mean(c["gain"]) for c in cells.values()])
-    if len(cells) < 3:
+    if len(cells) < 3 or np.ptp(rise) == 0 or np.ptp(gain) == 0:   # no ranks to correlate
         return {"cells": len(cells), "spearman": float("nan"), "p": float("nan"),
                 "rise": rise.tolist(), "gain": gain.tolist(), "keys": list(cells)}
     rho = float(spearmanr(rise, gain).statistic)

@@ -43,7 +43,8 @@ import nbformat
 from gainbook.cache import OWN_PACKAGES, module_closure, module_file, write_text_atomic
 
 __all__ = ["scorecard_rows", "chapter_entry", "make_record", "load_record", "changed_since",
-           "code_files", "RECORD_KEYS", "ROW_KEYS"]
+           "code_files", "module_digest", "module_digests", "current_commit", "RECORD_KEYS",
+           "ROW_KEYS"]
 
 _REPOSITORY = Path(__file__).resolve().parents[1]
 _GLUE_MIME = "application/papermill.record/text/html"
@@ -121,7 +122,7 @@ def _imported(notebook: nbformat.NotebookNode) -> set[str]:
     return found
 
 
-def _module_digest(name: str) -> str | None:
+def module_digest(name: str) -> str | None:
     """Hash of module ``name``'s syntax tree (a comment does not change it); None if it is gone."""
     path = module_file(name)
     if path is None or path.suffix != ".py":
@@ -131,9 +132,9 @@ def _module_digest(name: str) -> str | None:
 
 def module_digests(modules: Sequence[str]) -> dict[str, str]:
     """Each of ``modules`` and every gainlib/gainbook module they import, transitively
-    (:mod:`gainbook.cache`'s closure), with :func:`_module_digest` of it."""
+    (:mod:`gainbook.cache`'s closure), with :func:`module_digest` of it."""
     closure = sorted({m for name in modules for m in module_closure(name)})
-    digests = {name: _module_digest(name) for name in closure}
+    digests = {name: module_digest(name) for name in closure}
     return {name: digest for name, digest in digests.items() if digest is not None}
 
 
@@ -151,7 +152,8 @@ def chapter_entry(path: str | os.PathLike,
             "code": _code_digest(notebook), "rows": scorecard_rows(notebook)}
 
 
-def _commit() -> str:
+def current_commit() -> str:
+    """The checkout's commit, marked when tracked files have uncommitted changes."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=_REPOSITORY, check=True,
                               capture_output=True, text=True).stdout.strip()
@@ -179,7 +181,7 @@ def make_record(paths: Sequence[str | os.PathLike], *, profile: str,
     imported = sorted({m for n in notebooks for m in _imported(n)})
     return {"profile": profile,
             "recorded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "commit": _commit(), "command": command,
+            "commit": current_commit(), "command": command,
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                         "python": platform.python_version(), "torch": torch.__version__},
             "modules": module_digests(imported), "chapters": chapters}
