@@ -268,7 +268,7 @@ def plan_table(settings: BookProfile, label_counts: Sequence[int] = (1464,), *,
                 s.train.lr, f"{s.pixel_labels + s.box_labels:,} of {n_train:,}")
             for name, s in [("classifier (start of all)", runs[0].spec.init)] + [(r.name, r.spec) for r in runs]]
     rows += [row(f"{job.method}, {job.training_set}", "segmentation", job.spec.framework, job.spec.network,
-                 job.spec.weights, job.spec.epochs, job.spec.batch_size, job.spec.lr,
+                 job.spec.weights, job.spec.train.epochs, job.spec.train.batch_size, job.spec.train.lr,
                  f"cues of {job.attention.name}")
              for job in segmentation_runs(settings, runs)]
     return pd.DataFrame(rows).set_index("run")

@@ -19,7 +19,7 @@ and from image labels. :func:`segmentation_reports` scores many networks side by
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Sequence
 
@@ -35,6 +35,7 @@ from gainlib.segmentation import (
     FG_THRESHOLD,
     DeepLabLargeFOV,
     SegmentationConfig,
+    SegmentationLoss,
     SegmentationTrainer,
     SmallFCN,
     attention_cues,
@@ -48,8 +49,8 @@ __all__ = ["Framework", "SegmentationSpec", "SegmentationRun", "segmentation_spe
            "build_segmentation_network", "train_segmentation", "train_segmentations",
            "segmentation_reports"]
 
-Framework = Literal["gain", "sec", "supervised"]
-_FRAMEWORKS = ("gain", "sec", "supervised")
+#: The frameworks, :class:`~gainlib.segmentation.training.SegmentationConfig`'s losses.
+Framework = SegmentationLoss
 
 #: A trained segmentation network (:class:`gainbook.cache.Trained` of a
 #: :class:`SegmentationSpec`; the network is its ``model``).
@@ -62,46 +63,50 @@ class SegmentationSpec(CachedRun):
 
     Attributes:
         data: the data (its ``train`` split trains, its ``val`` split evaluates).
-        framework: ``"gain"`` (Eq. 11-12), ``"sec"`` or ``"supervised"`` (module notes).
+        train: the trainer's settings (:class:`~gainlib.segmentation.training.SegmentationConfig`;
+            its runtime fields — device, checkpoint folder, progress — are not part of the key):
+            ``loss`` is the framework, ``"gain"`` (Eq. 11-12), ``"sec"`` or ``"supervised"``
+            (module notes); SGD with ``epochs``, ``batch_size``, ``lr``, ``momentum``,
+            ``weight_decay``, the learning rate falling by 10 after each ``lr_step`` of the
+            epochs (SEC: every 2,000 of 8,000 iterations) or following a cosine when ``lr_step``
+            is ``None``; ``seed`` seeds the initialisation and the batch order.
         cues_from: the attention model whose cues train the network (``None`` for
             ``"supervised"``).
         network: ``"small_fcn"`` (CPU), ``"largefov"`` (DeepLab-LargeFOV VGG16, SEC's) or
             ``"deeplabv3"`` (ResNet-101, the paper's own framework).
         weights: ImageNet weights of the network's backbone (``None``: random).
-        widths: :class:`~gainlib.segmentation.SmallFCN`'s channels.
-        epochs, batch_size, lr, momentum, weight_decay: SGD; the learning rate falls by 10
-            after each ``lr_step`` of the epochs (SEC: every 2,000 of 8,000 iterations), or
-            follows a cosine when ``lr_step`` is ``None``.
-        fg_threshold, bg_threshold: the cue rule (:func:`gainlib.segmentation.localization_cues`).
-        seed: seeds the initialisation and the batch order.
+        widths: :class:`~gainlib.segmentation.networks.SmallFCN`'s channels.
+        fg_threshold, bg_threshold: the cue rule
+            (:func:`~gainlib.segmentation.cues.localization_cues`).
     """
 
     data: DataSpec
-    framework: Framework
+    train: SegmentationConfig
     cues_from: RunSpec | None = None
     network: Literal["small_fcn", "largefov", "deeplabv3"] = "small_fcn"
     weights: str | None = None
     widths: tuple[int, int, int] = (16, 32, 64)
-    epochs: int = 6
-    batch_size: int = 32
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    lr_step: float | None = None
     fg_threshold: float = FG_THRESHOLD
     bg_threshold: float = BG_THRESHOLD
-    seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.framework not in _FRAMEWORKS:
-            raise ValueError(f"framework must be one of {_FRAMEWORKS}, got {self.framework!r}")
+        if not isinstance(self.train, SegmentationConfig):
+            raise TypeError(f"train must be a SegmentationConfig, got {type(self.train).__name__}")
         if (self.framework == "supervised") != (self.cues_from is None):
             raise ValueError("the 'supervised' framework trains on masks and takes no cues_from; "
                              "'gain' and 'sec' need cues_from, the attention model of the cues")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be at least 1")
 
     prefix: ClassVar[str] = "seg"
+
+    @property
+    def framework(self) -> Framework:
+        """The loss the network trains with (``train.loss``)."""
+        return self.train.loss
+
+    @property
+    def seed(self) -> int:
+        """The seed of the initialisation and the batch order (``train.seed``)."""
+        return self.train.seed
 
     def name_prefix(self) -> str:
         return f"seg-{self.framework}"
@@ -111,7 +116,7 @@ class SegmentationSpec(CachedRun):
 
     def cost(self) -> float:
         # Pixels seen, in the units of RunSpec.cost: an epoch costs about three classifier epochs.
-        return 3.0 * self.epochs * self.data.n_train * self.data.image_size ** 2
+        return 3.0 * self.train.epochs * self.data.n_train * self.data.image_size ** 2
 
     def build(self) -> nn.Module:
         return build_segmentation_network(self)
@@ -122,13 +127,30 @@ class SegmentationSpec(CachedRun):
                     cache_dir=cache_dir)
 
 
+#: The settings of :class:`SegmentationSpec` a profile or override may give besides the trainer's.
+_SPEC_SETTINGS = ("network", "weights", "widths", "fg_threshold", "bg_threshold")
+
+
 def segmentation_spec(profile: str, data: DataSpec, framework: Framework,
                       cues_from: RunSpec | None = None, seed: int = 0,
                       **overrides: Any) -> SegmentationSpec:
-    """The :class:`SegmentationSpec` of a book profile (:mod:`gainbook.profiles`)."""
+    """The :class:`SegmentationSpec` of a book profile (:mod:`gainbook.profiles`).
+
+    The profile's settings and ``overrides`` (``None`` values ignored) are one flat mapping:
+    the fields of :class:`~gainlib.segmentation.training.SegmentationConfig` that define a run
+    (``epochs``, ``lr``, ``lr_step``...) go to :attr:`SegmentationSpec.train`, ``network``,
+    ``weights``, ``widths`` and the cue thresholds to the spec; any other name is a
+    ``TypeError``."""
     settings = {**segmentation_settings(profile),
                 **{k: v for k, v in overrides.items() if v is not None}}
-    return SegmentationSpec(data, framework, cues_from, seed=seed, **settings)
+    trainer = set(SegmentationConfig().run_settings()) - {"loss", "seed"}
+    unknown = sorted(set(settings) - trainer - set(_SPEC_SETTINGS))
+    if unknown:
+        raise TypeError(f"unknown segmentation settings {unknown}")
+    train = SegmentationConfig(loss=framework, seed=seed,
+                               **{k: v for k, v in settings.items() if k in trainer})
+    return SegmentationSpec(data, train, cues_from,
+                            **{k: v for k, v in settings.items() if k in _SPEC_SETTINGS})
 
 
 def build_segmentation_network(spec: SegmentationSpec) -> nn.Module:
@@ -147,7 +169,7 @@ def build_segmentation_network(spec: SegmentationSpec) -> nn.Module:
 
 def _fit(spec: SegmentationSpec, network: nn.Module, *, device: str, progress: bool,
          folder: Path, cache_dir: Path) -> list[dict[str, Any]]:
-    """Train ``network`` with gainlib's :class:`~gainlib.segmentation.SegmentationTrainer`
+    """Train ``network`` with gainlib's :class:`~gainlib.segmentation.training.SegmentationTrainer`
     (checkpoints in the run's folder, exact resume, the non-finite guard). Cues are computed
     once, before training, from the cached attention model ``spec.cues_from``."""
     train = load_split(spec.data, "train")
@@ -157,11 +179,7 @@ def _fit(spec: SegmentationSpec, network: nn.Module, *, device: str, progress: b
         size = output_size(network, (spec.data.image_size, spec.data.image_size))
         cues = attention_cues(cue_model, train, size, spec.fg_threshold, spec.bg_threshold,
                               progress=progress)
-    config = SegmentationConfig(loss=spec.framework, epochs=spec.epochs,
-                                batch_size=spec.batch_size, lr=spec.lr, momentum=spec.momentum,
-                                weight_decay=spec.weight_decay, lr_step=spec.lr_step,
-                                seed=spec.seed, device=device, checkpoint_dir=str(folder),
-                                progress=progress)
+    config = replace(spec.train, device=device, checkpoint_dir=str(folder), progress=progress)
     # The val mIoU after every epoch is the learning curve chapter 4 checks for settling.
     history = SegmentationTrainer(network, config).fit(train, load_split(spec.data, "val"),
                                                        cues=cues)

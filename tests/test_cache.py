@@ -34,6 +34,9 @@ def test_the_training_modules_are_found_by_following_imports():
                 "gainlib.attention"} <= modules
         assert not {"gainbook.viz", "gainbook.explorer", "gainbook.paper"} & modules
     assert {"gainlib.segmentation", "gainbook.runs"} <= segmentation
+    # every submodule of the segmentation package, whichever of them segmentation_runs names
+    package = ROOT / "gainlib" / "segmentation"
+    assert {f"gainlib.segmentation.{p.stem}" for p in package.glob("[!_]*.py")} <= segmentation
 
 
 _KEYS = textwrap.dedent("""
@@ -72,7 +75,7 @@ def test_editing_any_module_the_training_imports_changes_every_affected_key(tmp_
     changed = edit("gainlib/data/render_scenes.py", "_RENDER_VERSION = 2")
     # every key changes, the supervised segmentation network's included (it was not before)
     assert all(a != b for a, b in zip(before, changed))
-    again = edit("gainlib/segmentation.py", "_SEG_VERSION = 2")
+    again = edit("gainlib/segmentation/crf.py", "_SEG_VERSION = 2")
     assert again[:2] == changed[:2] and again[2:] != changed[2:]
 
 

@@ -9,7 +9,7 @@ import torch
 
 from gainlib.data.protocol import collate_samples
 from gainbook.runs import DataSpec, RunSpec, load_split, train_run
-from gainlib.segmentation import localization_cues
+from gainlib.segmentation import SegmentationConfig, localization_cues
 from gainlib.trainer import TrainConfig
 from gainbook.segmentation_runs import SegmentationSpec, segmentation_spec, train_segmentation
 from gainlib.segmentation import attention_cues, predict_segmentation, segmentation_scores
@@ -24,14 +24,28 @@ def _spec(framework: str = "gain", **overrides) -> SegmentationSpec:
 
 
 def test_spec_checks_its_framework_and_cue_source():
-    with pytest.raises(ValueError, match="framework"):
-        SegmentationSpec(TINY, "crf", CUE_MODEL)
+    with pytest.raises(ValueError, match="loss"):
+        segmentation_spec("ci", TINY, "crf", CUE_MODEL)
     with pytest.raises(ValueError, match="cues_from"):
-        SegmentationSpec(TINY, "gain")
+        SegmentationSpec(TINY, SegmentationConfig(loss="gain"))
     with pytest.raises(ValueError, match="cues_from"):
-        SegmentationSpec(TINY, "supervised", CUE_MODEL)
+        SegmentationSpec(TINY, SegmentationConfig(loss="supervised"), CUE_MODEL)
+    with pytest.raises(TypeError, match="SegmentationConfig"):
+        SegmentationSpec(TINY, "gain", CUE_MODEL)
     with pytest.raises(KeyError, match="profile"):
         segmentation_spec("huge", TINY, "gain", CUE_MODEL)
+
+
+def test_profile_settings_go_to_the_trainer_or_the_spec():
+    spec = _spec("sec", lr=0.5, lr_step=2.0, widths=(4, 4, 8), fg_threshold=0.3, seed=2)
+    assert (spec.framework, spec.train.loss, spec.train.seed) == ("sec", "sec", 2)
+    assert (spec.train.epochs, spec.train.lr, spec.train.lr_step) == (2, 0.5, 2.0)
+    assert (spec.widths, spec.fg_threshold) == ((4, 4, 8), 0.3)
+    # the runtime fields are no part of the key, every setting that trains is
+    assert set(spec.to_dict()["train"]) == set(spec.train.run_settings())
+    assert "device" not in spec.to_dict()["train"]
+    with pytest.raises(TypeError, match="device"):
+        _spec(device="cuda")
 
 
 def test_key_follows_the_settings_and_the_cue_model():
@@ -125,18 +139,17 @@ def test_crf_prediction_keeps_the_shape_and_labels(tmp_path):
 
 
 def _learning_rate(spec, t: float) -> float:
-    from gainlib.segmentation import SegmentationConfig, SegmentationTrainer, SmallFCN
+    from gainlib.segmentation import SegmentationTrainer, SmallFCN
 
-    config = SegmentationConfig(loss=spec.framework, epochs=spec.epochs, lr=spec.lr,
-                                lr_step=spec.lr_step, device="cpu")
+    config = dataclasses.replace(spec.train, device="cpu")
     return SegmentationTrainer(SmallFCN(3, (4, 4, 4)), config).learning_rate(t)
 
 
 def test_paper_profile_steps_the_learning_rate_as_sec():
     spec = segmentation_spec("paper", TINY, "sec", CUE_MODEL)
-    assert spec.network == "largefov" and spec.batch_size == 15
+    assert spec.network == "largefov" and spec.train.batch_size == 15
     assert [_learning_rate(spec, e) for e in (0, 2.7, 2.9, 5.7, 8.5)] == pytest.approx(
         [1e-3, 1e-3, 1e-4, 1e-5, 1e-6])
     cosine = _spec()
-    assert _learning_rate(cosine, 0) == cosine.lr
-    assert _learning_rate(cosine, cosine.epochs) == pytest.approx(0)
+    assert _learning_rate(cosine, 0) == cosine.train.lr
+    assert _learning_rate(cosine, cosine.train.epochs) == pytest.approx(0)
