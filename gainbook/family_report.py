@@ -8,17 +8,28 @@ family is shown never invalidates what was measured.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from gainbook.bias_family import FILLS, PROTOCOLS
 
-__all__ = ["HALVES", "family_records", "family_checks", "testable_members", "family_comparisons",
-           "family_table", "mechanism_test", "family_figure", "member_table"]
+__all__ = ["HALVES", "DECISION", "COMPARED", "family_records", "family_checks", "decidable_members", "family_comparisons",
+           "family_verdicts", "family_score",
+           "family_table", "mechanism_test", "family_figure", "member_table", "members_table",
+           "slice_agreement", "RECORD", "fill_comparisons", "fill_recommendation"]
 
-#: The two counterfactual halves of Table 7, as the records name them.
+#: The two counterfactual halves of Table 7, as the records name them: accuracies of the boat
+#: decision at probability one half, as the paper counts them.
 HALVES = ("boat without water", "water without boat")
+#: The decision without the threshold of one half, which a model can cross by becoming less
+#: sure of every boat: the AUC of boats without water against water without boats, and both
+#: halves at the threshold that balances the errors on ``val`` (calibrated where the model
+#: trained, never on the test). The family's verdicts are read off these.
+DECISION = ("AUC", "boat w/o water, val threshold", "water w/o boat, val threshold")
+#: Every comparison the family's table shows.
+COMPARED = (*DECISION, *HALVES, "attention IoU", "val")
 
 
 def family_records(record: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -34,24 +45,23 @@ def family_checks(record: Mapping[str, Any]) -> Any:
     rows = []
     for name, member in record["members"].items():
         for check in member["checks"]:
-            rows.append({"scenario": name, "check": check["name"], "value": check["value"],
-                         "threshold": check["threshold"],
+            rows.append({"scenario": name, "check": check["precondition"],
+                         "value": f"{check['value']:.3g}", "threshold": check["threshold"],
                          "passed": "✓" if check["passed"] else "✗"})
     return pd.DataFrame(rows).set_index(["scenario", "check"])
 
 
-def testable_members(record: Mapping[str, Any]) -> dict[str, bool]:
+def decidable_members(record: Mapping[str, Any]) -> dict[str, bool]:
     """Whether each member's comparison can fail: its oracle separates the halves and its
     classifier took the bias (the first two checks of
     :func:`gainbook.bias_family.scenario_checks`)."""
     return {name: all(c["passed"] for c in member["checks"]
-                      if c["name"].startswith(("oracle", "bias taken")))
+                      if c["precondition"].startswith(("oracle", "bias taken")))
             for name, member in record["members"].items()}
 
 
 def family_comparisons(records: Sequence[Mapping[str, Any]],
-                       metrics: Sequence[str] = (*HALVES, "AUC", "attention IoU"),
-                       ) -> list[dict[str, Any]]:
+                       metrics: Sequence[str] = COMPARED) -> list[dict[str, Any]]:
     """GAIN and GAIN_ext^p against the classifier trained as long (from scratch: the
     classifier; fine-tuned: the classifier continued), and GAIN_ext^p against GAIN, for every
     scenario, protocol, fill and metric: rows of :func:`gainbook.stats.compare_records` with
@@ -79,8 +89,7 @@ def family_comparisons(records: Sequence[Mapping[str, Any]],
 
 
 def family_table(rows: Sequence[Mapping[str, Any]], method: str = "GAIN_ext^p",
-                 baseline: str = "classifier",
-                 metrics: Sequence[str] = (*HALVES, "AUC", "attention IoU"),
+                 baseline: str = "classifier", metrics: Sequence[str] = COMPARED,
                  testable: Mapping[str, bool] | None = None) -> Any:
     """One line per (scenario, protocol, fill): ``method - baseline`` on each metric in points
     with its interval (:func:`gainbook.stats.format_difference`); scenarios whose
@@ -95,7 +104,8 @@ def family_table(rows: Sequence[Mapping[str, Any]], method: str = "GAIN_ext^p",
             continue
         key = (row["scenario"], row["protocol"], row["fill"])
         cell = format_difference(row)
-        if row["metric"] in HALVES and testable is not None and not testable.get(row["scenario"], True):
+        if (row["metric"] in (*DECISION, *HALVES) and testable is not None
+                and not testable.get(row["scenario"], True)):
             cell = f"{cell}, not testable here"
         table.setdefault(key, {})[f"{row['metric']} (points)"] = cell
     frame = pd.DataFrame.from_dict(table, orient="index")
@@ -104,7 +114,7 @@ def family_table(rows: Sequence[Mapping[str, Any]], method: str = "GAIN_ext^p",
 
 
 def member_table(records: Sequence[Mapping[str, Any]],
-                 metrics: Sequence[str] = (*HALVES, "AUC", "attention IoU", "hole rise")) -> Any:
+                 metrics: Sequence[str] = (*COMPARED, "hole rise")) -> Any:
     """Mean ± std over runs of every method of every scenario, in percent."""
     import pandas as pd
 
@@ -119,17 +129,21 @@ def member_table(records: Sequence[Mapping[str, Any]],
     return out
 
 
-def mechanism_test(records: Sequence[Mapping[str, Any]], *, method: str = "GAIN_ext^p",
-                   n_perm: int = 10_000, seed: int = 0) -> dict[str, Any]:
+def mechanism_test(records: Sequence[Mapping[str, Any]], *,
+                   methods: Sequence[str] = ("GAIN", "GAIN_ext^p"),
+                   outcome: str = "water w/o boat, val threshold", n_perm: int = 10_000,
+                   seed: int = 0) -> dict[str, Any]:
     """Does the hole detector predict the "water without boat" half? Over every (scenario,
-    protocol, fill) cell of ``method``: the Spearman correlation between the models' mean
+    method, protocol, fill) cell of the attention-mining ``methods``: the Spearman correlation
+    between the models' mean
     hole rise (:func:`gainbook.bias_family.hole_scores`: how far erasing a region lowers a
     boat-free image's boat probability, so negative for a hole detector) and their mean gain on
-    water without boats over the classifier trained as long; and the one-sided permutation
-    p-value of "the more a model reads holes, the less it gains" (a positive correlation).
+    ``outcome`` (water without boats) over the classifier trained as long; and the one-sided
+    permutation p-value of "the more a model reads holes, the less it gains" (a positive
+    correlation).
 
     >>> rows = [{"scenario": s, "protocol": "scratch", "method": m, "fill": f, "seed": 0,
-    ...          "draw": 0, "hole rise": h, "water without boat": w}
+    ...          "draw": 0, "hole rise": h, "water w/o boat, val threshold": w}
     ...         for s, (h, w) in enumerate([(-0.4, 0.1), (-0.1, 0.5), (0.0, 0.8), (-0.3, 0.2)])
     ...         for m, f, h, w in (("classifier", "", 0.0, 0.0), ("GAIN_ext^p", "mean", h, w))]
     >>> result = mechanism_test(rows, n_perm=2000)
@@ -138,15 +152,16 @@ def mechanism_test(records: Sequence[Mapping[str, Any]], *, method: str = "GAIN_
     """
     from scipy.stats import spearmanr
 
-    baseline = {(r["scenario"], r["protocol"], r["seed"], r["draw"]): r["water without boat"]
+    baseline = {(r["scenario"], r["protocol"], r["seed"], r["draw"]): r[outcome]
                 for r in records if r["method"] == "classifier"}
     cells: dict[tuple, dict[str, list[float]]] = {}
     for r in records:
-        if r["method"] != method:
+        if r["method"] not in methods:
             continue
-        cell = cells.setdefault((r["scenario"], r["protocol"], r["fill"]), {"rise": [], "gain": []})
+        cell = cells.setdefault((r["scenario"], r["method"], r["protocol"], r["fill"]),
+                                {"rise": [], "gain": []})
         cell["rise"].append(r["hole rise"])
-        cell["gain"].append(r["water without boat"]
+        cell["gain"].append(r[outcome]
                             - baseline[(r["scenario"], r["protocol"], r["seed"], r["draw"])])
     rise = np.array([np.mean(c["rise"]) for c in cells.values()])
     gain = np.array([np.mean(c["gain"]) for c in cells.values()])
@@ -167,12 +182,12 @@ _VERDICT_COLOURS = {"holds": "tab:green", "does not hold": "tab:red", "inconclus
 def family_figure(rows: Sequence[Mapping[str, Any]], method: str = "GAIN_ext^p",
                   baseline: str = "classifier", testable: Mapping[str, bool] | None = None) -> Any:
     """Where guiding the map changes the decision: for each scenario (rows), protocol and
-    fill, ``method - baseline`` on the attention and on each counterfactual half, in points
+    fill, ``method - baseline`` on the attention and on the decision (:data:`DECISION`), in points
     with its interval, coloured by its verdict (green: above zero, red: not above, grey:
     inconclusive); scenarios whose preconditions fail are marked "not testable"."""
     import matplotlib.pyplot as plt
 
-    panels = ("attention IoU", *HALVES)
+    panels = ("attention IoU", *DECISION)
     chosen = [r for r in rows if r["method"] == method and r["baseline"] == baseline
               and r["metric"] in panels]
     scenarios = list(dict.fromkeys(r["scenario"] for r in chosen))
@@ -192,7 +207,8 @@ def family_figure(rows: Sequence[Mapping[str, Any]], method: str = "GAIN_ext^p",
             ax.errorbar(100 * r["difference"], y, xerr=[[100 * (r["difference"] - r["low"])],
                                                         [100 * (r["high"] - r["difference"])]],
                         fmt=marker, color=colour, ms=4, lw=1)
-        ax.set_title(f"{panel}\n{method} − {baseline} (points)", fontsize=9)
+        title = panel.replace(", val threshold", ",\nval threshold")
+        ax.set_title(f"{title}\n{method} − {baseline} (points)", fontsize=9)
         ax.grid(axis="x", alpha=0.3)
     labels = [f"{s}{'' if testable is None or testable.get(s, True) else ' (not testable)'}"
               for s in scenarios]
@@ -203,3 +219,138 @@ def family_figure(rows: Sequence[Mapping[str, Any]], method: str = "GAIN_ext^p",
                 "circles from scratch, squares fine-tuned", ha="center", fontsize=8)
     figure.tight_layout()
     return figure
+
+
+def family_verdicts(rows: Sequence[Mapping[str, Any]], testable: Mapping[str, bool], *,
+                    protocol: str = "scratch", fill: str = "mean", method: str = "GAIN_ext^p",
+                    baseline: str = "classifier") -> dict[str, str]:
+    """Each scenario's verdict on "``method`` beats ``baseline`` on both counterfactual
+    halves", read off the decision without the threshold of one half (:data:`DECISION`), for
+    one protocol and fill (:func:`gainbook.scorecard.score`'s categories: a scenario whose
+    preconditions fail is "not testable here")."""
+    from gainbook.scorecard import Claim, score
+
+    claim = Claim("Table 7", f"{method} beats the {baseline} on both halves", "", 5)
+    verdicts = {}
+    for scenario, can_fail in testable.items():
+        mine = [r for r in rows if r["scenario"] == scenario and r["protocol"] == protocol
+                and r["fill"] == fill and r["method"] == method and r["baseline"] == baseline
+                and r["metric"] in DECISION]
+        if not mine:
+            continue
+        verdicts[scenario] = ("not testable here" if not can_fail
+                              else score(claim, mine)["verdict"].split(" (")[0])
+    return verdicts
+
+
+def family_score(rows: Sequence[Mapping[str, Any]], testable: Mapping[str, bool],
+                 paper: str, *, protocol: str = "scratch", fill: str = "mean",
+                 conditions: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The scorecard's row for Table 7 across the family: the verdict of every scenario
+    (:func:`family_verdicts`), grouped: where the claim reproduces, where it does not, where it
+    is not testable; ``conditions`` names what each scenario changes."""
+    from gainbook.scorecard import OURS_COLUMN
+
+    verdicts = family_verdicts(rows, testable, protocol=protocol, fill=fill)
+    conditions = conditions or {}
+
+    def named(which: str) -> str:
+        found = [f"{s} ({conditions[s]})" if s in conditions else s
+                 for s, v in verdicts.items() if v == which]
+        return "; ".join(found) or "–"
+
+    groups = {v: named(v) for v in dict.fromkeys(verdicts.values())}
+    held = [s for s, v in verdicts.items() if v == "reproduces"]
+    decided = [s for s, v in verdicts.items() if v != "not testable here"]
+    partly = [s for s in decided if verdicts[s].startswith("partly")]
+    overall = ("reproduces" if decided and len(held) == len(decided) else
+               "does not reproduce" if decided and not (held or partly) else
+               "partly reproduces" if decided else "not testable here")
+    return {"claim": f"Table 7 across the bias family: GAIN_ext^p beats the classifier on both "
+                     f"halves ({protocol}, fill {fill})",
+            "paper": paper,
+            OURS_COLUMN: " | ".join(f"{v}: {g}" for v, g in groups.items()),
+            "verdict": f"{overall} ({len(held)} of {len(decided)} testable scenarios)",
+            "chapter": 5}
+
+
+#: Where the family's record is kept (``python -m gainbook.bias_family --out`` writes it).
+RECORD = Path(__file__).resolve().parents[1] / "book" / "family" / "bias_family.json"
+
+
+def members_table(members: Sequence[Any]) -> Any:
+    """What each member of the family (:data:`gainbook.bias_family.FAMILY`) is: the property
+    it changes and its generator's settings."""
+    import pandas as pd
+
+    rows = [{"scenario": m.name, "changes": m.varies,
+             "labels": "4 classes" if m.scenario.multi_label else "boat only",
+             "P(water | boat)": m.scenario.context_given_object,
+             "P(water | no boat)": m.scenario.context_given_no_object,
+             "boat size (share of side)": m.scenario.object_scale,
+             "contrast": m.scenario.contrast, "image (px)": m.image_size,
+             "masks (share of training images)": m.scenario.mask_share} for m in members]
+    return pd.DataFrame(rows).set_index("scenario")
+
+
+def slice_agreement(slice_records: Sequence[Mapping[str, Any]],
+                    record: Mapping[str, Any],
+                    metrics: Sequence[str] = (*HALVES, "AUC", "attention IoU")) -> float | None:
+    """The largest absolute difference, over the runs this build trained and the record holds
+    too (the same scenario, method, protocol, fill, seed and draw), of any of ``metrics``;
+    ``None`` when they share no run (the build ran other settings than the record)."""
+    key = ("scenario", "method", "protocol", "fill", "seed", "draw")
+    stored = {tuple(r[k] for k in key): r for r in family_records(record)}
+    gaps = [abs(float(r[m]) - float(stored[k][m])) for r in slice_records
+            if (k := tuple(r[k] for k in key)) in stored for m in metrics]
+    return max(gaps) if gaps else None
+
+
+def fill_comparisons(records: Sequence[Mapping[str, Any]], *, against: str = "mean",
+                     methods: Sequence[str] = ("GAIN", "GAIN_ext^p"),
+                     metrics: Sequence[str] = DECISION) -> list[dict[str, Any]]:
+    """Each fill against ``against`` (gainlib's default), for every scenario, method and
+    protocol, on the decision (:data:`DECISION`): rows of
+    :func:`gainbook.stats.compare_records` (paired by seed and draw) with ``scenario``,
+    ``method``, ``protocol`` and ``fill``."""
+    from gainbook.stats import compare_records, decided_verdict
+
+    rows = []
+    for scenario in dict.fromkeys(r["scenario"] for r in records):
+        for method in methods:
+            for protocol in PROTOCOLS:
+                mine = [{**r, "level": r["fill"]} for r in records
+                        if r["scenario"] == scenario and r["method"] == method
+                        and r["protocol"] == protocol]
+                if not any(r["fill"] == against for r in mine):
+                    continue
+                for fill in [f for f in FILLS if f != against and any(r["fill"] == f for r in mine)]:
+                    for metric in metrics:
+                        row = compare_records(mine, metric, fill, against, by="level")
+                        rows.append({**row, "scenario": scenario, "method": method,
+                                     "protocol": protocol, "fill": fill,
+                                     "verdict": decided_verdict(row)})
+    return rows
+
+
+def fill_recommendation(rows: Sequence[Mapping[str, Any]], decidable: Mapping[str, bool],
+                        against: str = "mean") -> Any:
+    """Per fill: in how many (testable scenario, method, protocol) cells it decides better than
+    ``against`` on some measure of the decision, in how many it decides worse (an interval
+    wholly below zero), and the recommendation: the fill, where it is better somewhere and worse
+    nowhere; otherwise ``against`` stays."""
+    import pandas as pd
+
+    out = []
+    for fill in dict.fromkeys(r["fill"] for r in rows):
+        cells: dict[tuple, list[Mapping[str, Any]]] = {}
+        for r in rows:
+            if r["fill"] == fill and decidable.get(r["scenario"], False):
+                cells.setdefault((r["scenario"], r["method"], r["protocol"]), []).append(r)
+        better = sum(any(r["verdict"] == "holds" for r in c) for c in cells.values())
+        worse = sum(any(r["verdict"] == "does not hold" and r["high"] < 0 for r in c)
+                    for c in cells.values())
+        out.append({"fill": fill, "cells": len(cells), "better on the decision": better,
+                    "worse on the decision": worse,
+                    "recommendation": fill if better and not worse else f"{against} stays"})
+    return pd.DataFrame(out).set_index("fill")

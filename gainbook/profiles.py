@@ -20,7 +20,7 @@ from gainlib.trainer import Mode, TrainConfig
 from gainlib.validation import as_int
 
 __all__ = ["BookProfile", "Profile", "PROFILES", "book_profile", "orientation_profile",
-           "decoy_profile", "DECOY_DATA_DRAWS", "segmentation_settings"]
+           "decoy_profile", "DECOY_DATA_DRAWS", "segmentation_settings", "family_settings"]
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,9 @@ class Profile:
             ``seeds`` are model seeds, spread over the data draws of :data:`DECOY_DATA_DRAWS`.
         segmentation: fields of :class:`gainbook.segmentation_runs.SegmentationSpec` other than
             data, framework, cues and seed.
+        family: the bias family's slice in chapter 5 (:mod:`gainbook.bias_family`): overrides
+            of :func:`gainbook.bias_family.member_profile` (empty: the family's own settings,
+            those of its record).
     """
 
     scenes: BookProfile
@@ -135,6 +138,7 @@ class Profile:
     workpiece: BookProfile
     decoy: BookProfile
     segmentation: dict[str, Any] = field(default_factory=dict)
+    family: dict[str, Any] = field(default_factory=dict)
 
 
 # The orientation studies' sizes follow the paper where it gives them: the camera set has 700
@@ -160,6 +164,8 @@ PROFILES: dict[str, Profile] = {
                           seeds=(0, 1), widths=(8, 16), classifier_epochs=2, finetune_epochs=1,
                           classifier_lr=0.003, finetune_lr=0.001, optimizer="adam"),
         segmentation={"widths": (8, 8, 16), "epochs": 2, "batch_size": 32, "lr": 0.05},
+        family={"n_train": 64, "n_eval": 32, "widths": (8, 16), "classifier_epochs": 2,
+                "finetune_epochs": 1, "seeds": (0, 1)},
     ),
     # The scenes (book/datasets.md, "What each change did to the preconditions"): v3 at 64 px
     # and a 3-block CNN (an 18 px receptive field, a 16 x 16 Grad-CAM map) at the learning rate
@@ -281,6 +287,11 @@ def decoy_profile(name: str, **overrides: Any) -> BookProfile:
     """The positive control's settings for profile ``name`` (``overrides`` as in
     :func:`book_profile`)."""
     return _with_overrides(_profile(name).decoy, overrides)
+
+
+def family_settings(name: str) -> dict[str, Any]:
+    """The bias family's overrides for profile ``name`` (:attr:`Profile.family`)."""
+    return dict(_profile(name).family)
 
 
 def segmentation_settings(name: str) -> dict[str, Any]:

@@ -15,10 +15,10 @@ from typing import Any, Mapping, Sequence
 
 from gainbook.stats import coverage_text, decided_verdict, format_difference
 
-__all__ = ["Claim", "score", "not_run", "scorecard", "paired_metrics"]
+__all__ = ["Claim", "score", "not_run", "scorecard", "paired_metrics", "OURS_COLUMN"]
 
-# The column of our numbers; its coverage is the intervals' own (gainbook.stats.CONFIDENCE).
-_OURS = f"ours: difference in points [{coverage_text()} interval]"
+#: The column of our numbers; its coverage is the intervals' own (gainbook.stats.CONFIDENCE).
+OURS_COLUMN = f"ours: difference in points [{coverage_text()} interval]"
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def score(claim: Claim, comparisons: Sequence[Mapping[str, Any]],
             verdict += " (direction only: every interval within a point of zero)"
         verdict = _naming_reversed(verdict, comparisons)
     return {"claim": f"{claim.source}: {claim.claim}", "paper": claim.paper,
-            _OURS: ours or "–", "verdict": verdict,
+            OURS_COLUMN: ours or "–", "verdict": verdict,
             "chapter": claim.chapter}
 
 
@@ -127,7 +127,7 @@ def not_run(claim: Claim, how: str) -> dict[str, Any]:
     'not run on this profile (box_counts)'
     """
     return {"claim": f"{claim.source}: {claim.claim}", "paper": claim.paper,
-            _OURS: "–", "verdict": f"not run on this profile ({how})", "chapter": claim.chapter}
+            OURS_COLUMN: "–", "verdict": f"not run on this profile ({how})", "chapter": claim.chapter}
 
 
 def scorecard(rows: Sequence[Mapping[str, Any]]) -> Any:
