@@ -337,9 +337,10 @@ def test_no_broken_internal_link_and_every_image_has_alt_text(book_html):
 
 
 def test_the_results_page_shows_one_scorecard_of_this_builds_chapters(book_html):
-    """One table gathers every row the executed chapters glued, every claim of Tables 1-4, 6-8
-    and Sec. 5.2 is on it and run by the build (none reads "not run on this profile"), and the
-    page names no other benchmark than the one the build ran."""
+    """One table gathers every row the executed chapters glued, with its figure (inline SVG)
+    under it, every claim of Tables 1-4, 6-8 and Sec. 5.2 is on it and run by the build (none
+    reads "not run on this profile"), and the page names no other benchmark than the one the
+    build ran."""
     import nbformat
     from bs4 import BeautifulSoup
 
@@ -353,6 +354,11 @@ def test_the_results_page_shows_one_scorecard_of_this_builds_chapters(book_html)
     glued = [row for c in chapters for row in scorecard_rows(nbformat.read(c, as_version=4))]
     shown = tables[0].select("tbody tr")
     assert len(shown) == len(glued) > 0
+    # Under the table, the scorecard at a glance: every comparison against zero, inline SVG.
+    figure = tables[0].find_next("figure")
+    assert figure is not None and "build-scorecard-figure" in figure.get("class", []), (
+        "no figure under the scorecard")
+    assert figure.find("svg") is not None and figure.find("figcaption") is not None
     claims = [row.find_all("td")[0].get_text(" ", strip=True) for row in shown]
     sources = {claim.split(":")[0].split(",")[0] for claim in claims}
     missing = {"Table 1", "Table 2", "Table 3", "Table 4", "Table 6", "Table 7", "Table 8",

@@ -132,3 +132,39 @@ def test_a_committed_record_gives_a_verdict_for_every_claim(path):
     not_decided = [row["claim"] for row in rows if row["verdict"].startswith("not run")]
     assert not not_decided, f"claims the record did not run: {not_decided}"
 
+
+
+def test_the_build_scorecard_figure_is_inline_svg_with_a_caption_counting_what_it_leaves_out(
+        tmp_path):
+    extension = _extension()
+    rows = scorecard_rows(nbformat.read(_executed(tmp_path), as_version=4))
+    (figure,) = extension.figure_nodes(rows)
+    raw, caption = figure.children
+    assert "build-scorecard-figure" in figure["classes"] and raw["format"] == "html"
+    svg = raw.astext()
+    assert svg.startswith('<svg class="scorecard-figure" role="img" aria-label="')
+    assert "<?xml" not in svg and "<!DOCTYPE" not in svg and "<metadata" not in svg
+    assert "*{" not in svg.replace("svg.scorecard-figure *{", "")   # no page-wide style rule
+    assert "paired difference (points)" in svg                     # text as text, not paths
+    assert len(svg) < 100_000
+    text = caption.astext()
+    assert "the table's 1 paired difference, from 1 claim," in text
+    assert "1 claim of the table has no difference to plot" in text
+    assert extension.figure_nodes(rows[1:]) == []          # nothing to plot: no figure
+    assert extension.figure_nodes(rows)[0].children[0].astext() == svg   # the same page again
+
+
+def test_the_build_scorecard_shows_the_figure_under_the_table(tmp_path):
+    from bs4 import BeautifulSoup
+    from test_faults_records import _build
+
+    source = tmp_path / "book"
+    (source / "notebooks").mkdir(parents=True)
+    _executed(source / "notebooks")
+    (source / "index.rst").write_text("Results\n=======\n\n.. build-scorecard::\n")
+    _build(source, tmp_path / "out", source / "notebooks")
+    page = BeautifulSoup((tmp_path / "out" / "html" / "index.html").read_text(), "html.parser")
+    table = page.select_one("table.build-scorecard")
+    figure = table.find_next("figure")
+    assert "build-scorecard-figure" in figure["class"] and figure.find("svg") is not None
+    assert "The scorecard at a glance" in figure.find("figcaption").get_text()

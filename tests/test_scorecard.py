@@ -5,7 +5,9 @@ import math
 import pytest
 
 from gainbook.preconditions import Precondition, orientation_checks
-from gainbook.scorecard import Claim, paired_metrics, score, scorecard
+from gainbook.scorecard import (OURS_COLUMN, VERDICT_CATEGORIES, VERDICT_COLOURS, Claim, not_run,
+                                paired_metrics, parse_ours, score, scorecard, scorecard_figure,
+                                verdict_category)
 from gainbook.stats import compare_records, decided_verdict, format_difference
 
 CLAIM = Claim("Table 7", "GAIN_ext^p beats GAIN", "84 vs 48 %", 5)
@@ -135,3 +137,123 @@ def test_scorecard_shows_long_cells_in_full_and_leaves_pandas_options_alone():
     assert long_claim.claim.strip() in " ".join(html.split())        # not cut to 50 characters
     assert long_claim.claim.strip()[:60] in repr(table)
     assert pd.get_option("display.max_colwidth") == before == 50      # the default, untouched
+
+
+# -- the scorecard at a glance: parse_ours, verdict_category, scorecard_figure -------------------
+
+def test_parse_ours_reads_every_comparison_of_a_cell_in_points():
+    text = ("iou: +1.6 [+0.5, +2.8] (5 runs); GAIN's cues, Fig. 4 - SEC: -3.0 [-3.3, -2.6] "
+            "(5 runs); body: 0.0 [-2.0, 0.0] (5 runs)")
+    parsed = parse_ours(text)
+    assert [c["metric"] for c in parsed] == ["iou", "GAIN's cues, Fig. 4 - SEC", "body"]
+    assert parsed[0] == {"metric": "iou", "difference": 1.6, "low": 0.5, "high": 2.8, "runs": 5}
+    assert (parsed[1]["difference"], parsed[1]["low"], parsed[1]["high"]) == (-3.0, -3.3, -2.6)
+    assert (parsed[2]["difference"], parsed[2]["high"]) == (0.0, 0.0)
+
+
+def test_parse_ours_reads_what_score_writes_and_skips_what_is_not_a_comparison():
+    row = score(CLAIM, [_row(0.2), {**_row(0.2, seeds=1, draws=1), "metric": "one run"}])
+    single = parse_ours(row[OURS_COLUMN])[1]
+    assert single["metric"] == "one run" and single["runs"] == 1
+    assert math.isnan(single["low"]) and math.isnan(single["high"])
+    assert parse_ours(row[OURS_COLUMN])[0]["difference"] == 20.0
+    assert parse_ours("–") == parse_ours(not_run(CLAIM, "box_counts")[OURS_COLUMN]) == []
+    family = ("not testable here: disjunctive (water alone predicts the boat); lamp | "
+              "does not reproduce: conjunctive (5 %)")
+    assert parse_ours(family) == []
+    # Free text beside a comparison leaves the comparison.
+    mixed = parse_ours(f"{family} | acc: +1.0 [+0.5, +1.5] (6 runs)")
+    assert [c["metric"] for c in mixed] == ["acc"]
+
+
+@pytest.mark.parametrize("verdict, category", [
+    ("reproduces", "reproduces"),
+    ("reproduces (direction only: every interval within a point of zero)", "reproduces"),
+    ("partly reproduces (the rest inconclusive)", "partly reproduces"),
+    ("partly reproduces (reversed: boats)", "partly reproduces"),
+    ("inconclusive (3 runs of 1 data draw)", "inconclusive"),
+    ("does not reproduce (reversed: acc)", "does not reproduce"),
+    ("does not reproduce where decided (reversed: boats; the rest inconclusive)",
+     "does not reproduce"),
+    ("not testable here (failed: oracle AUC)", "not testable here"),
+    ("not run on this profile (box_counts)", "not run"),
+    ("not measured", "not run"),
+    ("partly reproduces (1 of 3 testable scenarios)", "partly reproduces"),
+])
+def test_verdict_category_reads_the_verdict_before_its_parenthesis(verdict, category):
+    assert verdict_category(verdict) == category
+    assert category in VERDICT_CATEGORIES
+
+
+def test_verdict_category_refuses_a_verdict_it_does_not_know():
+    with pytest.raises(ValueError, match="not a scorecard verdict: 'holds'"):
+        verdict_category("holds")
+
+
+def _figure_rows() -> list[dict]:
+    """Rows of every kind, as gainbook.records.scorecard_rows reads them back (``ours``)."""
+    def row(claim: str, ours: str, verdict: str, chapter: int = 3) -> dict:
+        return {"claim": claim, "paper": "–", "ours": ours, "verdict": verdict,
+                "chapter": chapter}
+    return [row("Table 1: A",
+                "iou: +1.6 [+0.5, +2.8] (5 runs); body: +25.4 [+19.8, +30.0] (5 runs)",
+                "reproduces"),
+            row("Table 3: B", "iou: +0.1 [-1.4, +1.3] (5 runs)", "inconclusive"),
+            row("Table 3: not run", "–", "not run on this profile (box_counts)"),
+            row("Table 1: C " + "with a very long claim " * 5, "mIoU: -3.0 [-3.3, -2.6] (5 runs)",
+                "does not reproduce (reversed: mIoU)", 4),
+            row("Table 7: D",
+                "acc: +3.7 [+1.7, +5.5] (5 runs); follows: -2.5 [-8.0, +2.0] (5 runs)",
+                "partly reproduces (the rest inconclusive)", 6),
+            row("Table 7: E", "acc: +20.0 [no interval] (1 run)",
+                "not testable here (failed: x)", 5),
+            row("Table 7 family", "reproduces: a | not testable here: b",
+                "partly reproduces (1 of 2)", 5)]
+
+
+def _points(figure) -> dict[str, list[tuple[float, float]]]:
+    """The figure's points (difference, line) by the label of the artist that drew them."""
+    (ax,) = figure.axes
+    return {line.get_label(): list(zip(line.get_xdata(), line.get_ydata()))
+            for line in ax.get_lines() if line.get_marker() == "o"}
+
+
+def test_scorecard_figure_draws_one_line_per_comparison_coloured_by_verdict():
+    from matplotlib.colors import to_hex
+
+    figure = scorecard_figure(_figure_rows())
+    points = _points(figure)
+    assert sum(len(p) for p in points.values()) == 7      # the two rows without numbers left out
+    assert points["reproduces"] == [(1.6, 0), (25.4, 1)]
+    assert points["inconclusive"] == [(0.1, 2)]
+    assert points["does not reproduce"] == [(-3.0, 3)]
+    assert points["partly reproduces"] == [(3.7, 4), (-2.5, 5)]
+    assert points["not testable here, no interval"] == [(20.0, 6)]   # an open point, no bar
+    (ax,) = figure.axes
+    for line in ax.get_lines():
+        if line.get_marker() == "o":
+            category = line.get_label().split(",")[0]
+            assert to_hex(line.get_color()) == VERDICT_COLOURS[category].lower()
+    bars = {to_hex(c.get_colors()[0]): c.get_segments() for c in ax.collections}
+    assert [list(s[:, 0]) for s in bars[VERDICT_COLOURS["reproduces"].lower()]] == [
+        [0.5, 2.8], [19.8, 30.0]]
+    assert VERDICT_COLOURS["not testable here"].lower() not in bars   # one run: no interval
+    assert any(list(line.get_xdata()) == [0, 0] for line in ax.get_lines())    # the zero line
+    assert ax.get_xlabel() == "paired difference (points)"
+    legend = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert legend == ["reproduces", "partly reproduces", "inconclusive", "does not reproduce",
+                      "not testable here", "no interval (one run)"]
+
+
+def test_scorecard_figure_labels_are_short_and_leave_no_pyplot_figure_open():
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    figure = scorecard_figure(_figure_rows())
+    assert plt.get_fignums() == before
+    labels = [t.get_text() for t in figure.axes[0].get_yticklabels()]
+    assert labels[0] == "ch03 Table 1: A:\niou" and labels[4] == "ch06 Table 7: D:\nacc"
+    assert all(len(line) <= 60 for label in labels for line in label.split("\n"))
+    assert labels[3].split("\n")[0].endswith("…:")
+    with pytest.raises(ValueError, match="no scorecard row has a difference to plot"):
+        scorecard_figure([_figure_rows()[2]])

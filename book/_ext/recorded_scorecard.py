@@ -8,7 +8,10 @@ tables the executed chapters glued (:func:`gainbook.records.scorecard_rows`), in
 
 The chapters are the executed copies beside the page's source (``notebooks/NN_*.ipynb`` under
 the book's root, where ``book/build.py`` stages them); the page depends on them. A chapter
-that glued no scorecard adds no rows.
+that glued no scorecard adds no rows. Under the table, a figure shows every comparison's
+difference and interval against zero, coloured by its claim's verdict
+(:func:`gainbook.scorecard.scorecard_figure`), inline as SVG with a caption; a scorecard
+without a number to plot has none.
 
 ``recorded-scorecard``: a scorecard recorded by :mod:`gainbook.records` (a larger profile than
 this build's), shown with its provenance.
@@ -29,6 +32,8 @@ Sphinx setting) names the chapters' folder; default: the repository's ``notebook
 
 from __future__ import annotations
 
+import html
+import io
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +104,62 @@ def status_text(changed: list[str]) -> str:
             "by this build.")
 
 
+def figure_caption(plotted: int, claims: int, left_out: int) -> str:
+    """The figure's caption: what it plots, and how many claims it leaves out."""
+    from gainbook.stats import coverage_text
+
+    text = (f"The scorecard at a glance: the table's {plotted} paired "
+            f"difference{'s' * (plotted != 1)}, from "
+            f"{claims} claim{'s' * (claims != 1)}, each as a point with its {coverage_text()} "
+            "interval as a bar, in points, against zero, coloured by its claim's verdict. A "
+            "claim's own comparison says which side of zero it expects (following the lamp "
+            "less is below zero).")
+    if left_out:
+        text += (f" {left_out} claim{'s' * (left_out != 1)} of the table "
+                 f"{'have' if left_out != 1 else 'has'} no difference to plot (not run on this "
+                 "profile, or summed up in words) and "
+                 f"{'are' if left_out != 1 else 'is'} not shown.")
+    return text
+
+
+def _svg(figure: Any, label: str) -> str:
+    """``figure`` as an inline ``<svg>`` element: text as text (small, and it scales with the
+    page), no XML header, no date (the same scorecard gives the same page), labelled for
+    screen readers, no wider than the page, and its style rule (matplotlib's ``*{...}``)
+    confined to itself rather than the whole page."""
+    import matplotlib
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "build-scorecard"}):
+        figure.savefig(buffer, format="svg", metadata={
+            "Date": None, "Creator": None, "Format": None, "Type": None})
+    text = buffer.getvalue()
+    text = text[text.index("<svg"):].replace("*{", "svg.scorecard-figure *{", 1)
+    return text.replace("<svg", f'<svg class="scorecard-figure" role="img" '
+                                f'aria-label="{html.escape(label)}" '
+                                'style="max-width: 100%; height: auto"', 1)
+
+
+def figure_nodes(rows: list[dict[str, Any]]) -> list[nodes.Node]:
+    """The scorecard's figure (:func:`gainbook.scorecard.scorecard_figure`) of ``rows`` (as
+    :func:`gainbook.records.scorecard_rows` reads them) inline, with its caption; none when
+    no row has a difference to plot. An unknown verdict is a ValueError."""
+    from gainbook.scorecard import parse_ours, scorecard_figure
+
+    counts = [len(parse_ours(row["ours"])) for row in rows]
+    if not any(counts):
+        return []
+    claims = sum(1 for n in counts if n)
+    caption = figure_caption(sum(counts), claims, len(rows) - claims)
+    label = (f"The scorecard's {sum(counts)} paired differences with their intervals, "
+             "against zero, coloured by verdict")
+    svg = _svg(scorecard_figure(rows), label)
+    figure = nodes.figure(classes=["build-scorecard-figure"])
+    figure += nodes.raw("", svg, format="html")
+    figure += nodes.caption(caption, caption)
+    return [figure]
+
+
 class RecordedScorecard(SphinxDirective):
     required_arguments = 1
     has_content = False
@@ -132,19 +193,23 @@ class BuildScorecard(SphinxDirective):
         from gainbook.records import scorecard_rows
 
         chapters = sorted((Path(self.env.srcdir) / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-        rows = []
+        found = []
         for chapter in chapters:
             self.env.note_dependency(str(chapter))
             try:
-                found = scorecard_rows(nbformat.read(chapter, as_version=4))
+                found += scorecard_rows(nbformat.read(chapter, as_version=4))
             except (OSError, ValueError) as error:
                 raise self.error(f"build-scorecard: cannot read {chapter.name}: {error}")
-            rows += [(r["claim"], r["paper"], r["ours"], r["verdict"], str(r["chapter"]))
-                     for r in found]
-        if not rows:
+        if not found:
             raise self.error("build-scorecard: no executed chapter glued a scorecard under "
                              f"{Path(self.env.srcdir) / 'notebooks'}")
-        return [_table(rows, BUILD_COLUMNS, "build-scorecard")]
+        rows = [(r["claim"], r["paper"], r["ours"], r["verdict"], str(r["chapter"]))
+                for r in found]
+        try:
+            figure = figure_nodes(found)
+        except ValueError as error:
+            raise self.error(f"build-scorecard: cannot draw the figure: {error}")
+        return [_table(rows, BUILD_COLUMNS, "build-scorecard"), *figure]
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
