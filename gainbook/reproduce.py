@@ -16,15 +16,23 @@ module only says *which* runs, and puts their numbers beside the paper's.
   in the paper's own framework (Fig. 4, Eq. 11-12; DeepLab on ResNet-101 with the settings of
   Sec. 4.1's implementation details, :data:`OWN_FRAMEWORK_PAPER`).
 * :func:`train_attention`, :func:`train_segmentations` — train (or load) them, a log line a run.
-* :func:`classification_scores`, :func:`table_1`, :func:`table_7`, :func:`save_results`,
-  :func:`load_results` — the measured tables beside the paper's, and the JSON a run leaves
-  (:data:`RESULTS_PATH` is where the book looks for one).
+* :func:`evaluate_reproduction` — evaluate the trained networks on VOC val (mIoU with and
+  without the dense CRF, Table 7's classification scores) into the results of a run: plain,
+  JSON-able records, with the device and the wall time.
+* :func:`classification_scores`, :func:`results_status`, :func:`table_1`, :func:`table_7`,
+  :func:`save_results`, :func:`load_results` — the measured tables beside the paper's, and the
+  JSON a run leaves (:data:`RESULTS_PATH` is where the book looks for one).
 
-Command line (training only; chapter 8 evaluates, fills the tables and writes the JSON)::
+Command line: train, then evaluate and write the results (``--stage all``, the default; chapter 8
+shows them)::
 
     python -m gainbook.reproduce --profile paper --voc-root data/voc --device cuda [--seeds 0 1 2]
     torchrun --nproc_per_node=N -m gainbook.reproduce --profile paper --voc-root data/voc \\
         --device cuda --stage attention
+
+The results go to ``--results-file``: by default :data:`RESULTS_PATH` for the ``paper`` profile
+(the file chapter 8 shows) and ``ci-results.json`` in the model cache for the ``ci`` smoke test,
+whose numbers are no results. ``--stage attention`` and ``--stage segmentation`` train only.
 
 Under ``torchrun`` every rank runs the same plan, in the same order, and calls ``train_run``; the
 trainer joins the process group and shards the batches (``batch_size`` is per process, so the
@@ -32,15 +40,16 @@ effective batch is N times the profile's, which the cache key does not record); 
 prints. This relies on :func:`~gainbook.runs.train_run` writing ``spec.json`` and the
 finished ``model.pt`` from rank 0 alone and then waiting at a barrier, so that no rank replaces
 or reads a model another is still writing (a fine-tuned run loads its classifier from the
-cache). The segmentation stage is single-process (``train_segmentation`` has no distributed
-mode): run it without ``torchrun``, or let chapter 8 run it; it loads the attention models from
-the cache.
+cache). The segmentation stage and the evaluation are single-process
+(``train_segmentation`` has no distributed mode): run them without ``torchrun`` (``--stage
+all``), or let chapter 8 run them; they load the attention models from the cache.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import datetime
 import json
 import math
 import os
@@ -55,7 +64,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from gainbook.cache import write_text_atomic
+from gainbook.cache import cache_root, write_text_atomic
 from gainbook.paper import (TABLE_1_EXTRA, TABLE_1_IMAGE_LEVEL, TABLE_3, TABLE_4, TABLE_7,
                             TABLE_7_BOAT_MASKS, VOC_TRAIN_IMAGES, count_name, extra_label_count)
 from gainbook.profiles import BookProfile, book_profile
@@ -68,13 +77,15 @@ __all__ = [
     "AttentionRun", "SegmentationJob", "OWN_FRAMEWORK_PAPER", "RESULTS_PATH", "TABLE_7_BOAT_MASKS",
     "resolve_voc_root", "check_voc_root", "attention_runs", "segmentation_runs", "plan_table",
     "train_attention", "train_segmentations", "boat_masks", "classification_scores", "environment",
-    "table_1", "table_7", "save_results", "load_results", "main",
+    "evaluate_reproduction", "results_status", "table_1", "table_7", "save_results", "load_results",
+    "main",
 ]
 
 _REPOSITORY = Path(__file__).resolve().parents[1]
 
-#: Where the book looks for the tables of a real paper-scale run (chapter 8 writes them there
-#: with ``-p profile paper``; nothing else creates the file).
+#: Where the book looks for the tables of a real paper-scale run (chapter 8 with ``-p profile
+#: paper`` and ``python -m gainbook.reproduce --profile paper`` write them there; nothing else
+#: creates the file).
 RESULTS_PATH = _REPOSITORY / "book" / "reproduction" / "results.json"
 
 #: The paper's own segmentation framework at its scale (Sec. 4.1, implementation details):
@@ -360,6 +371,100 @@ def environment(device: str = "auto") -> dict[str, Any]:
             "peak GPU memory (GiB)": round(torch.cuda.max_memory_allocated(target) / 2 ** 30, 2) if cuda else None}
 
 
+def _segmentation_records(segmentation: Sequence[tuple[SegmentationJob, SegmentationRun]], val: Dataset,
+                          log: Log | None) -> list[dict[str, Any]]:
+    """Table 1's records: each network's mIoU on ``val`` with the dense CRF and without it."""
+    from gainlib.segmentation import predict_segmentation, segmentation_scores
+
+    classes = list(val.classes)
+    records = []
+    for index, (job, network) in enumerate(segmentation, 1):
+        started = time.perf_counter()
+        refined, plain = (segmentation_scores(predict_segmentation(network.model, val, crf=crf), val, classes)["mIoU"]
+                          for crf in (True, False))
+        records.append({"method": job.method, "training set": job.training_set, "seed": job.spec.seed,
+                        "val mIoU": refined, "val mIoU w/o CRF": plain})
+        if log is not None:
+            log(f"[evaluation {index}/{len(segmentation)}] {job.method}, {job.training_set}, seed "
+                f"{job.spec.seed}: val mIoU {refined:.1%} ({plain:.1%} without the CRF) in "
+                f"{time.perf_counter() - started:,.1f} s")
+    return records
+
+
+def _run_records(attention: Sequence[tuple[AttentionRun, TrainedRun]],
+                 segmentation: Sequence[tuple[SegmentationJob, SegmentationRun]]) -> list[dict[str, Any]]:
+    """One record a network: loaded from the cache or trained, in how many seconds (an attention
+    model's training time read from its own history, too)."""
+    return [{"stage": "attention", "run": run.name, "seed": run.seed, "cached": trained.cached,
+             "seconds": trained.seconds,
+             "training seconds (history)": sum(r.get("train_seconds", 0.0) for r in trained.history)}
+            for run, trained in attention] + \
+           [{"stage": "segmentation", "run": f"{job.method}, {job.training_set}", "seed": job.spec.seed,
+             "cached": network.cached, "seconds": network.seconds}
+            for job, network in segmentation]
+
+
+def evaluate_reproduction(settings: BookProfile, attention: Sequence[tuple[AttentionRun, TrainedRun]],
+                          segmentation: Sequence[tuple[SegmentationJob, SegmentationRun]], *,
+                          device: str = "auto", training_seconds: float | None = None,
+                          log: Log | None = print) -> dict[str, Any]:
+    """Evaluate a trained reproduction on VOC val: the results a run leaves (JSON-able).
+
+    Args:
+        settings: the book profile the networks were trained with.
+        attention: :func:`train_attention`'s result.
+        segmentation: :func:`train_segmentations`'s result.
+        device: as given to the training (:func:`environment` names it).
+        training_seconds: the wall time of the training, if measured (None: not recorded).
+        log: one line a segmentation network evaluated (None: quiet).
+
+    Returns:
+        ``{"profile", "smoke test", "written", "environment", "seeds", "label counts",
+        "voc_root", "training seconds", "evaluation seconds", "wall seconds", "runs", "table_1",
+        "table_7"}``: ``table_1`` holds :func:`table_1`'s records (each segmentation network's
+        val mIoU with the dense CRF at test time, as DeepLab and the paper do, and without it),
+        ``table_7`` :func:`table_7`'s (:func:`classification_scores` and :func:`boat_masks` of
+        the attention models Table 7 has a row for), ``runs`` one record a network (cached or
+        trained, seconds); scores are fractions. ``smoke test`` is true off the paper's profile.
+    """
+    started = time.perf_counter()
+    val = load_split(settings.data, "val")
+    table_1_records = _segmentation_records(segmentation, val, log)
+    table_7_records = [{"method": run.table_7_method, "seed": run.seed,
+                        **classification_scores(trained.model, val), "boat masks": boat_masks(run.spec)}
+                       for run, trained in attention if run.table_7_method is not None]
+    evaluation_seconds = time.perf_counter() - started
+    return {
+        "profile": settings.name,
+        "smoke test": settings.name != "paper",
+        "written": datetime.datetime.now().isoformat(timespec="seconds"),
+        "environment": environment(device),
+        "seeds": list(settings.seeds),
+        "label counts": list(dict.fromkeys(run.paper_labels for run, _ in attention if run.paper_labels)),
+        "voc_root": settings.data.voc_root,
+        "training seconds": training_seconds,
+        "evaluation seconds": evaluation_seconds,
+        "wall seconds": None if training_seconds is None else training_seconds + evaluation_seconds,
+        "runs": _run_records(attention, segmentation),
+        "table_1": table_1_records,
+        "table_7": table_7_records,
+    }
+
+
+def results_status(results: dict[str, Any] | None) -> str:
+    """One sentence on the ``results`` shown (:func:`load_results`'s, or None): none recorded
+    yet, a smoke test's, or a measured run's (profile, seeds, device, date)."""
+    if results is None:
+        return ("This reproduction has not been run yet: no GPU was available to the authors of this book, "
+                "so the tables of this page hold the paper's numbers only. The commands above run it and "
+                "record the measured tables here.")
+    if results["smoke test"]:
+        return (f"SMOKE TEST (profile {results['profile']!r}, a tiny generated VOC tree): the numbers of "
+                "ours are not results.")
+    return (f"Measured: profile {results['profile']!r}, seeds {results['seeds']}, on "
+            f"{results['environment']['device']}, written {results['written']}.")
+
+
 def _paper_miou(method: str, training_set: str, paper_labels: int) -> tuple[float | None, float | None]:
     for row in TABLE_1_IMAGE_LEVEL + TABLE_1_EXTRA:
         if row["method"] == method and row["training set"] == training_set:
@@ -440,11 +545,13 @@ def load_results(path: str | os.PathLike = RESULTS_PATH) -> dict[str, Any] | Non
 # --- command line -------------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m gainbook.reproduce``: train the plan (module notes); 0 on success."""
+    """``python -m gainbook.reproduce``: train the plan, then evaluate it and write the results
+    (module notes); 0 on success."""
     parser = argparse.ArgumentParser(
         prog="python -m gainbook.reproduce",
         description="Train the attention models and segmentation networks of the paper-scale "
-                    "reproduction (chapter 8), or load them from the cache.")
+                    "reproduction (chapter 8), or load them from the cache; then evaluate them on "
+                    "VOC val and write the results that chapter 8 shows.")
     parser.add_argument("--profile", choices=("paper", "ci"), default="paper",
                         help="'paper': VGG16 at 321 px on a GPU (default); 'ci': a tiny smoke test")
     parser.add_argument("--voc-root", required=True,
@@ -452,10 +559,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: the profile's")
     parser.add_argument("--device", default="auto", help="'cuda', 'cpu' or 'auto' (default)")
     parser.add_argument("--stage", choices=("attention", "segmentation", "all"), default="all",
-                        help="'attention' works under torchrun; 'segmentation' and 'all' are single-process")
+                        help="'all' (default) trains everything, evaluates it and writes the results; "
+                             "'attention' and 'segmentation' train only. 'attention' works under "
+                             "torchrun; 'segmentation' and 'all' are single-process")
     parser.add_argument("--label-counts", type=int, nargs="+", default=[1464], metavar="N",
                         help="the paper's numbers of images with extra labels (default: 1464)")
     parser.add_argument("--cache-dir", default=None, help="default: $GAIN_BOOK_CACHE or _build/cache")
+    parser.add_argument("--results-file", default=None,
+                        help="where --stage all writes the results (default: book/reproduction/results.json "
+                             "for the paper profile, ci-results.json in the model cache for ci)")
     args = parser.parse_args(argv)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -485,7 +597,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     attention = train_attention(settings, args.label_counts, cache_dir=args.cache_dir,
                                 device=args.device, log=log)
     if args.stage != "attention":
-        train_segmentations(settings, attention, cache_dir=args.cache_dir, device=args.device, log=log)
+        segmentation = train_segmentations(settings, attention, cache_dir=args.cache_dir, device=args.device,
+                                           log=log)
+    if args.stage == "all":
+        results = evaluate_reproduction(settings, attention, segmentation, device=args.device,
+                                        training_seconds=time.perf_counter() - started, log=log)
+        default = RESULTS_PATH if settings.name == "paper" else cache_root(args.cache_dir) / "ci-results.json"
+        log(f"results written to {save_results(results, args.results_file or default)}")
     log(f"done in {time.perf_counter() - started:,.0f} s")
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()

@@ -5,13 +5,16 @@ VOC tree."""
 from __future__ import annotations
 
 import copy
+import json
 import math
+from pathlib import Path
 
 import pytest
 
 from gainbook import reproduce
 from gainlib.data import mark_extra_labels
 from gainlib.data.voc_layout import DataFileError
+from gainbook.cache import Trained
 from gainbook.profiles import book_profile
 from gainbook.runs import load_split
 from gainbook.paper import (TABLE_1_EXTRA, TABLE_1_IMAGE_LEVEL, TABLE_4, VOC_TRAIN_IMAGES, extra_label_count)
@@ -121,6 +124,71 @@ def test_results_round_trip(tmp_path):
     assert reproduce.RESULTS_PATH.name == "results.json" and reproduce.RESULTS_PATH.parent.name == "reproduction"
 
 
+def _untrained(settings):
+    """The plan of one seed of ``settings`` as training returns it, with untrained networks (as
+    :func:`reproduce.train_attention` and :func:`reproduce.train_segmentations` would give them,
+    without training anything)."""
+    def done(spec, cached):
+        return Trained(spec, spec.build().eval(), [{"train_seconds": 1.5}] * 2, Path("unused"), cached, 2.0)
+
+    runs = reproduce.attention_runs(settings, settings.seeds[0])
+    attention = [(run, done(run.spec, cached=True)) for run in runs]
+    return attention, [(job, done(job.spec, cached=False)) for job in reproduce.segmentation_runs(settings, runs)]
+
+
+def test_evaluate_reproduction_scores_every_network_on_val(tiny):
+    settings = book_profile("ci", dataset="voc", voc_root=str(tiny.root), seeds=[0])
+    attention, segmentation = _untrained(settings)
+    lines = []
+    results = reproduce.evaluate_reproduction(settings, attention, segmentation, device="cpu",
+                                              training_seconds=10.0, log=lines.append)
+    assert json.loads(json.dumps(results)) == results                       # plain, JSON-able data
+    assert (results["profile"], results["smoke test"], results["seeds"]) == ("ci", True, [0])
+    assert results["label counts"] == [1464] and results["voc_root"] == settings.data.voc_root
+    assert results["environment"]["device"] == "cpu (no GPU)"
+    assert results["wall seconds"] == pytest.approx(10.0 + results["evaluation seconds"])
+    assert [(r["method"], r["training set"]) for r in results["table_1"]] == [
+        (j.method, j.training_set) for j, _ in segmentation]
+    assert all(0 <= r[k] <= 1 for r in results["table_1"] for k in ("val mIoU", "val mIoU w/o CRF"))
+    assert len(lines) == 7 and lines[0].startswith("[evaluation 1/7] SEC (baseline), 10K weak, seed 0: val mIoU")
+    assert [r["method"] for r in results["table_7"]] == [                   # boxes: no Table 7 row
+        "VGG (Grad-CAM)", "GAIN", "GAIN_ext^p, 78 boat masks"]
+    assert results["table_7"][-1]["boat masks"] == reproduce.boat_masks(attention[-1][0].spec)
+    assert all(set(r) == {"method", "seed", "boat accuracy", "mAP", "boat masks"} for r in results["table_7"])
+    assert [(r["stage"], r["cached"]) for r in results["runs"]] == (
+        [("attention", True)] * 4 + [("segmentation", False)] * 7)
+    assert results["runs"][0]["training seconds (history)"] == 3.0
+    # what chapter 8 shows of them
+    assert reproduce.table_1(results["table_1"], results["label counts"])["ours: seeds"].notna().sum() == 7
+    assert reproduce.table_7(results["table_7"]).loc["GAIN", "ours: boat masks"] == 0
+    assert reproduce.results_status(results).startswith("SMOKE TEST (profile 'ci'")
+    measured = {**results, "smoke test": False, "profile": "paper", "environment": {"device": "H100"}}
+    assert reproduce.results_status(measured).startswith("Measured: profile 'paper', seeds [0], on H100, written ")
+    assert "has not been run yet" in reproduce.results_status(None)
+    quiet = reproduce.evaluate_reproduction(settings, attention[:2], [], log=None)
+    assert quiet["table_1"] == [] and quiet["training seconds"] is None and quiet["wall seconds"] is None
+
+
+def test_cli_evaluates_after_training_and_writes_the_results(tiny, tmp_path, capsys, monkeypatch):
+    """``--stage all`` trains (here: returns untrained networks), evaluates and writes the JSON;
+    the training stages alone write nothing."""
+    settings = book_profile("ci", dataset="voc", voc_root=str(tiny.root), seeds=[0])
+    attention, segmentation = _untrained(settings)
+    monkeypatch.setattr(reproduce, "train_attention", lambda *a, **k: attention)
+    monkeypatch.setattr(reproduce, "train_segmentations", lambda *a, **k: segmentation)
+    args = ["--profile", "ci", "--voc-root", str(tiny.root), "--device", "cpu", "--seeds", "0",
+            "--cache-dir", str(tmp_path / "cache")]
+    assert reproduce.main(args + ["--stage", "segmentation"]) == 0
+    assert "results written" not in capsys.readouterr().out and not (tmp_path / "cache").exists()
+    assert reproduce.main(args) == 0                                  # ci: into the model cache
+    out = capsys.readouterr().out
+    assert out.count("[evaluation ") == 7 and f"results written to {tmp_path / 'cache' / 'ci-results.json'}" in out
+    results = reproduce.load_results(tmp_path / "cache" / "ci-results.json")
+    assert results["smoke test"] and len(results["table_1"]) == 7 and results["training seconds"] >= 0
+    assert reproduce.main(args + ["--results-file", str(tmp_path / "elsewhere.json")]) == 0
+    assert reproduce.load_results(tmp_path / "elsewhere.json")["table_7"] == results["table_7"]
+
+
 def test_voc_root_must_exist_and_be_prepared(tmp_path, tiny):
     with pytest.raises(DataFileError, match="does not exist.*get_voc.py"):
         reproduce.check_voc_root(tmp_path / "nowhere")
@@ -170,6 +238,7 @@ def test_cli_trains_the_ci_plan_once_then_loads_it(tiny, tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("loaded from the cache") == 4 and out.count("[segmentation ") == 7
     assert "[segmentation 7/7] GAIN_ext^p, cues of GAIN_ext^p" in out
+    assert out.count("[evaluation ") == 7 and (tmp_path / "ci-results.json").is_file()   # then evaluated
     # what chapter 8 does with them
     settings = book_profile("ci", dataset="voc", voc_root=reproduce.resolve_voc_root(tiny.root))
     trained = reproduce.train_attention(settings, cache_dir=tmp_path, device="cpu", log=None)
