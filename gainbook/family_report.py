@@ -18,7 +18,8 @@ from gainbook.bias_family import FILLS, PROTOCOLS
 __all__ = ["HALVES", "DECISION", "COMPARED", "family_records", "family_checks", "decidable_members", "family_comparisons",
            "family_verdicts", "family_score",
            "family_table", "mechanism_test", "family_figure", "member_table", "members_table",
-           "slice_agreement", "RECORD", "fill_comparisons", "fill_recommendation"]
+           "slice_agreement", "RECORD", "fill_comparisons", "fill_recommendation", "what_moves",
+           "family_summary"]
 
 #: The two counterfactual halves of Table 7, as the records name them: accuracies of the boat
 #: decision at probability one half, as the paper counts them.
@@ -354,3 +355,60 @@ def fill_recommendation(rows: Sequence[Mapping[str, Any]], decidable: Mapping[st
                     "worse on the decision": worse,
                     "recommendation": fill if better and not worse else f"{against} stays"})
     return pd.DataFrame(out).set_index("fill")
+
+
+def what_moves(rows: Sequence[Mapping[str, Any]], decidable: Mapping[str, bool], *,
+               method: str = "GAIN_ext^p", baseline: str = "classifier",
+               decision: str = "AUC", protocol: str | None = None,
+               fill: str | None = None) -> dict[str, str]:
+    """For every scenario: does guiding the map change the decision, or only the map?
+    ``"map and decision"`` where ``method`` beats ``baseline`` on the attention's IoU and on
+    ``decision`` (the threshold-free AUC: one measure, so that six cells of three measures do
+    not offer eighteen chances of a lucky interval) in the same start and fill,
+    ``"decision only"``, ``"map only"``, ``"neither"``, or ``"not testable here"``
+    (preconditions); ``protocol`` and ``fill`` restrict the cells (``None``: any)."""
+    out = {}
+    for scenario in dict.fromkeys(r["scenario"] for r in rows):
+        if not decidable.get(scenario, False):
+            out[scenario] = "not testable here"
+            continue
+        cells: dict[tuple, dict[str, bool]] = {}
+        for r in rows:
+            if (r["scenario"] != scenario or r["method"] != method or r["baseline"] != baseline
+                    or (protocol is not None and r["protocol"] != protocol)
+                    or (fill is not None and r["fill"] != fill)):
+                continue
+            cell = cells.setdefault((r["protocol"], r["fill"]), {"map": False, "decision": False})
+            if r["verdict"] == "holds":
+                if r["metric"] == "attention IoU":
+                    cell["map"] = True
+                elif r["metric"] == decision:
+                    cell["decision"] = True
+        both = any(c["map"] and c["decision"] for c in cells.values())
+        decided = any(c["decision"] for c in cells.values())
+        moved = any(c["map"] for c in cells.values())
+        out[scenario] = ("map and decision" if both else "decision only" if decided
+                         else "map only" if moved else "neither")
+    return out
+
+
+def family_summary(record: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
+                   members: Sequence[Any]) -> Any:
+    """One line per scenario: what it changes, which precondition fails (if one does), what
+    guiding the map moved (:func:`what_moves`), and the verdict of Table 7's GAIN_ext^p claim
+    from scratch with the default fill (:func:`family_verdicts`)."""
+    import pandas as pd
+
+    decidable = decidable_members(record)
+    moves = what_moves(rows, decidable)
+    verdicts = family_verdicts(rows, decidable)
+    changes = {m.name: m.varies for m in members}
+    out = []
+    for name, member in record["members"].items():
+        failed = [f"{c['precondition'].split(':')[0]} {c['value']:.2f}" for c in member["checks"]
+                  if not c["passed"] and c["precondition"].startswith(("oracle", "bias taken"))]
+        out.append({"scenario": name, "changes": changes.get(name, "–"),
+                    "failed precondition": ", ".join(failed) or "–",
+                    "guiding the map moved": moves.get(name, "–"),
+                    "Table 7 (scratch, mean fill)": verdicts.get(name, "–")})
+    return pd.DataFrame(out).set_index("scenario")

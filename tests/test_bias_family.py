@@ -180,3 +180,12 @@ def test_a_record_knows_when_the_code_has_changed_since(tmp_path, monkeypatch):
     assert bf.family_changed_since(record) == ["the runs of 'tiny'"]
     record["modules"]["gainbook.studies"] = "edited"
     assert "gainbook.studies" in bf.family_changed_since(record)
+
+
+def test_what_moves_separates_the_map_from_the_decision():
+    rows = fr.family_comparisons(_records(0.3) + _records(0.0, scenario="b")
+                                 + _records(0.3, scenario="c"))
+    moves = fr.what_moves(rows, {"a": True, "b": True, "c": False})
+    assert moves == {"a": "map and decision", "b": "neither", "c": "not testable here"}
+    only_map = [{**r, "verdict": "inconclusive"} if r["metric"] == "AUC" else r for r in rows]
+    assert fr.what_moves(only_map, {"a": True})["a"] == "map only"
