@@ -19,7 +19,7 @@ __all__ = ["HALVES", "DECISION", "COMPARED", "family_records", "family_checks", 
            "family_verdicts", "family_score",
            "family_table", "mechanism_test", "family_figure", "member_table", "members_table",
            "slice_agreement", "RECORD", "fill_comparisons", "fill_recommendation", "what_moves",
-           "family_summary"]
+           "family_summary", "effect_contrast"]
 
 #: The two counterfactual halves of Table 7, as the records name them: accuracies of the boat
 #: decision at probability one half, as the paper counts them.
@@ -412,3 +412,28 @@ def family_summary(record: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
                     "guiding the map moved": moves.get(name, "–"),
                     "Table 7 (scratch, mean fill)": verdicts.get(name, "–")})
     return pd.DataFrame(out).set_index("scenario")
+
+
+def effect_contrast(records: Sequence[Mapping[str, Any]], scenario: str, reference: str, *,
+                    metric: str = "AUC", method: str = "GAIN_ext^p", protocol: str = "scratch",
+                    fill: str = "mean", n_boot: int = 10_000, seed: int = 0) -> dict[str, Any]:
+    """How much larger ``method``'s gain over the classifier trained as long is in
+    ``scenario`` than in ``reference`` (two members that differ in one property): the
+    difference of the mean paired gains, with a percentile bootstrap interval that resamples
+    each scenario's runs (independent runs, so unpaired across the two)."""
+    def gains(name: str) -> np.ndarray:
+        base = {(r["seed"], r["draw"]): r[metric] for r in records
+                if r["scenario"] == name and r["method"] == "classifier" and r["protocol"] == protocol}
+        return np.array([r[metric] - base[(r["seed"], r["draw"])] for r in records
+                         if r["scenario"] == name and r["method"] == method
+                         and r["protocol"] == protocol and r["fill"] == fill])
+
+    a, b = gains(scenario), gains(reference)
+    if not len(a) or not len(b):
+        raise KeyError(f"no {method} runs ({protocol}, fill {fill}) in {scenario!r} or {reference!r}")
+    rng = np.random.default_rng(seed)
+    boot = (rng.choice(a, (n_boot, len(a))).mean(1) - rng.choice(b, (n_boot, len(b))).mean(1))
+    low, high = np.percentile(boot, [2.5, 97.5])
+    return {"metric": metric, "scenario": scenario, "reference": reference,
+            "difference": float(a.mean() - b.mean()), "low": float(low), "high": float(high),
+            "runs": (len(a), len(b))}
