@@ -295,11 +295,17 @@ def members_table(members: Sequence[Any]) -> Any:
 
 
 def slice_agreement(slice_records: Sequence[Mapping[str, Any]],
-                    record: Mapping[str, Any],
+                    record: Mapping[str, Any], settings: Mapping[str, Any],
                     metrics: Sequence[str] = (*HALVES, "AUC", "attention IoU")) -> float | None:
-    """The largest absolute difference, over the runs this build trained and the record holds
-    too (the same scenario, method, protocol, fill, seed and draw), of any of ``metrics``;
-    ``None`` when they share no run (the build ran other settings than the record)."""
+    """The largest absolute difference, over the runs this build trained with ``settings``
+    (:func:`gainbook.bias_family.member_profile`'s overrides) and the record holds too (the
+    same scenario, method, protocol, fill, seed and draw), of any of ``metrics``; ``None``
+    when the build's settings are not the record's, or they share no run."""
+    def plain(found: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in found.items()}
+
+    if plain(settings) != plain(record.get("settings", {})):
+        return None
     key = ("scenario", "method", "protocol", "fill", "seed", "draw")
     stored = {tuple(r[k] for k in key): r for r in family_records(record)}
     gaps = [abs(float(r[m]) - float(stored[k][m])) for r in slice_records

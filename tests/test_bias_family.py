@@ -189,3 +189,13 @@ def test_what_moves_separates_the_map_from_the_decision():
     assert moves == {"a": "map and decision", "b": "neither", "c": "not testable here"}
     only_map = [{**r, "verdict": "inconclusive"} if r["metric"] == "AUC" else r for r in rows]
     assert fr.what_moves(only_map, {"a": True})["a"] == "map only"
+
+
+def test_the_slice_is_set_beside_the_record_only_when_it_ran_the_records_settings():
+    record = _fake_record(True)
+    record["settings"] = {"seeds": [0, 1]}
+    mine = [dict(r) for r in record["members"]["a"]["records"][:4]]
+    mine[0]["AUC"] += 0.05
+    assert fr.slice_agreement(mine, record, {"seeds": (0, 1)}) == pytest.approx(0.05)
+    assert fr.slice_agreement(mine, record, {"seeds": (0,)}) is None
+    assert fr.slice_agreement([{**r, "seed": 99} for r in mine], record, {"seeds": (0, 1)}) is None
