@@ -24,7 +24,9 @@ S_am can still recognise there (a flat patch is itself a cue a network can learn
 bit for bit; ``"zero"`` is black (0 intensity, normalised with the given mean/std);
 ``"blur"`` a Gaussian blur of the image (edges and texture gone, colour and coarse
 layout kept); ``"noise"`` Gaussian noise in normalised space (the dataset's mean and spread,
-a fresh draw from the torch RNG for every masked image).
+a fresh draw from the torch RNG for every masked image). :func:`masked_image` defaults to Eq. 3
+(``"mean"``); GAIN's streams default to ``"blur"`` (:class:`gainlib.gain.GainConfig`), the fill
+that decided best across the book's family of biased scenes.
 """
 
 from __future__ import annotations

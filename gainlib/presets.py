@@ -45,7 +45,8 @@ def gainlib() -> dict[str, Any]:
     sigma 0.5, omega 10 (:mod:`gainlib.masking`); alpha 1 and ext_weight 10 (the paper,
     Sec. 3-4); normalization "max", the normaliser in the graph (detach_normalizer False);
     am_score "sigmoid" (:mod:`gainlib.losses`); detach_weights False (the paper's trainable
-    attention, :mod:`gainlib.attention`); fill "mean" (Eq. 3 on normalised images);
+    attention, :mod:`gainlib.attention`); fill "blur" (chosen on the decision across the book's
+    bias family; "mean" is Eq. 3 exactly, on normalised images);
     am_batchnorm "batch" (:mod:`gainlib.gain`).
     """
     return {}

@@ -16,7 +16,7 @@ from gainlib.gain import GAIN, GainConfig
 EXPECTED = {
     "gainlib": dict(sigma=0.5, omega=10.0, alpha=1.0, ext_weight=10.0, normalization="max",
                     detach_normalizer=False, am_score="sigmoid", detach_weights=False,
-                    fill="mean", am_batchnorm="batch"),
+                    fill="blur", am_batchnorm="batch"),
     "alokwhitewolf": dict(sigma=0.5, omega=8.0, alpha=0.2, ext_weight=10.0, normalization="minmax",
                           detach_normalizer=True, am_score="sigmoid", detach_weights=True,
                           fill="zero", am_batchnorm="batch"),
