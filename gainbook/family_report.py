@@ -223,13 +223,16 @@ def family_figure(rows: Sequence[Mapping[str, Any]], method: str = "GAIN_ext^p",
 
 
 def family_verdicts(rows: Sequence[Mapping[str, Any]], testable: Mapping[str, bool], *,
-                    protocol: str = "scratch", fill: str = "mean", method: str = "GAIN_ext^p",
-                    baseline: str = "classifier") -> dict[str, str]:
+                    protocol: str = "scratch", fill: str | None = None,
+                    method: str = "GAIN_ext^p", baseline: str = "classifier") -> dict[str, str]:
     """Each scenario's verdict on "``method`` beats ``baseline`` on both counterfactual
     halves", read off the decision without the threshold of one half (:data:`DECISION`), for
-    one protocol and fill (:func:`gainbook.scorecard.score`'s categories: a scenario whose
-    preconditions fail is "not testable here")."""
+    one protocol and fill (``None``: gainlib's default; :func:`gainbook.scorecard.score`'s
+    categories: a scenario whose preconditions fail is "not testable here")."""
     from gainbook.scorecard import Claim, score
+    from gainlib.gain import GainConfig
+
+    fill = GainConfig().fill if fill is None else fill
 
     claim = Claim("Table 7", f"{method} beats the {baseline} on both halves", "", 5)
     verdicts = {}
@@ -245,13 +248,15 @@ def family_verdicts(rows: Sequence[Mapping[str, Any]], testable: Mapping[str, bo
 
 
 def family_score(rows: Sequence[Mapping[str, Any]], testable: Mapping[str, bool],
-                 paper: str, *, protocol: str = "scratch", fill: str = "mean",
+                 paper: str, *, protocol: str = "scratch", fill: str | None = None,
                  conditions: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The scorecard's row for Table 7 across the family: the verdict of every scenario
     (:func:`family_verdicts`), grouped: where the claim reproduces, where it does not, where it
     is not testable; ``conditions`` names what each scenario changes."""
     from gainbook.scorecard import OURS_COLUMN
+    from gainlib.gain import GainConfig
 
+    fill = GainConfig().fill if fill is None else fill
     verdicts = family_verdicts(rows, testable, protocol=protocol, fill=fill)
     conditions = conditions or {}
 
@@ -422,7 +427,7 @@ def family_summary(record: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
 
 def effect_contrast(records: Sequence[Mapping[str, Any]], scenario: str, reference: str, *,
                     metric: str = "AUC", method: str = "GAIN_ext^p", protocol: str = "scratch",
-                    fill: str = "mean", n_boot: int = 10_000, seed: int = 0) -> dict[str, Any]:
+                    fill: str = "blur", n_boot: int = 10_000, seed: int = 0) -> dict[str, Any]:
     """How much larger ``method``'s gain over the classifier trained as long is in
     ``scenario`` than in ``reference`` (two members that differ in one property): the
     difference of the mean paired gains, with a percentile bootstrap interval that resamples

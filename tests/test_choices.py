@@ -42,7 +42,7 @@ def test_a_profile_can_keep_some_levels_of_a_factor():
 
     rows = choice_methods(GAIN, ["fill of the erased region"],
                           levels=PROFILE_LEVELS["default"])
-    assert [level for _, level, _ in rows] == ["gainlib", "blur"]
+    assert [level for _, level, _ in rows] == ["gainlib", "mean (Eq. 3)"]
     with pytest.raises(KeyError, match="no levels"):
         choice_methods(GAIN, ["fill of the erased region"],
                        levels={"fill of the erased region": ["plaid"]})
