@@ -24,7 +24,7 @@ from gainbook.preconditions import (
 )
 from gainbook.profiles import book_profile
 from gainlib.data import build_sample
-from gainlib.gain import GAIN
+from gainlib.gain import GAIN, GainConfig
 
 SIZE = 32
 
@@ -98,7 +98,8 @@ class _Reads(nn.Module):
 
 
 def _gain(content: float, holes: float) -> GAIN:
-    return GAIN(_Reads(content, holes), "relu").eval()
+    # Eq. 3's fill: an erased square is gone, so what survives is what the model read elsewhere.
+    return GAIN(_Reads(content, holes), "relu", GainConfig(fill="mean")).eval()
 
 
 def test_erasure_checks_pass_a_model_that_reads_the_object():

@@ -196,7 +196,9 @@ def test_mining_scores_match_a_direct_computation(tmp_path):
     out = model.attention(batch["image"], labels=batch["labels"])
     mask = soft_mask(out.maps)
     with torch.no_grad():
-        after = torch.sigmoid(model(masked_image(batch["image"], mask)[out.valid]))
+        erased = masked_image(batch["image"], mask, model.config.fill,
+                              blur_sigma=model.config.blur_sigma)    # the model's own fill
+        after = torch.sigmoid(model(erased[out.valid]))
     after = after.gather(1, out.classes[out.valid][:, None])[:, 0]
     assert scores["s(I*)"] == pytest.approx(after.mean().item(), abs=1e-6)
     assert scores["survives"] == pytest.approx((after > 0.5).float().mean().item())
