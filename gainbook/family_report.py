@@ -186,7 +186,7 @@ def family_figure(rows: Sequence[Mapping[str, Any]], method: str = "GAIN_ext^p",
     fill, ``method - baseline`` on the attention and on the decision (:data:`DECISION`), in points
     with its interval, coloured by its verdict (green: above zero, red: not above, grey:
     inconclusive); scenarios whose preconditions fail are marked "not testable"."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     panels = ("attention IoU", *DECISION)
     chosen = [r for r in rows if r["method"] == method and r["baseline"] == baseline
@@ -194,8 +194,9 @@ def family_figure(rows: Sequence[Mapping[str, Any]], method: str = "GAIN_ext^p",
     scenarios = list(dict.fromkeys(r["scenario"] for r in chosen))
     variants = [(p, f) for p in PROTOCOLS for f in FILLS
                 if any(r["protocol"] == p and r["fill"] == f for r in chosen)]
-    figure, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 0.5 + 0.9 * len(scenarios)),
-                                sharey=True, squeeze=False)
+    # A Figure without pyplot: the notebook shows the returned figure once, not twice.
+    figure = Figure(figsize=(3.2 * len(panels), 0.5 + 0.9 * len(scenarios)))
+    axes = figure.subplots(1, len(panels), sharey=True, squeeze=False)
     step = 0.8 / max(len(variants), 1)
     for ax, panel in zip(axes[0], panels):
         ax.axvline(0, color="black", lw=0.8)
