@@ -408,7 +408,7 @@ def family_summary(record: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
                    members: Sequence[Any]) -> Any:
     """One line per scenario: what it changes, which precondition fails (if one does), what
     guiding the map moved (:func:`what_moves`), and the verdict of Table 7's GAIN_ext^p claim
-    from scratch with the default fill (:func:`family_verdicts`)."""
+    from scratch with gainlib's default fill (:func:`family_verdicts`)."""
     import pandas as pd
 
     decidable = decidable_members(record)
@@ -422,7 +422,7 @@ def family_summary(record: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
         out.append({"scenario": name, "changes": changes.get(name, "–"),
                     "failed precondition": ", ".join(failed) or "–",
                     "guiding the map moved": moves.get(name, "–"),
-                    "Table 7 (scratch, mean fill)": verdicts.get(name, "–")})
+                    "Table 7 (from scratch, gainlib's fill)": verdicts.get(name, "–")})
     return pd.DataFrame(out).set_index("scenario")
 
 
