@@ -428,11 +428,15 @@ def family_summary(record: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
 
 def effect_contrast(records: Sequence[Mapping[str, Any]], scenario: str, reference: str, *,
                     metric: str = "AUC", method: str = "GAIN_ext^p", protocol: str = "scratch",
-                    fill: str = "blur", n_boot: int = 10_000, seed: int = 0) -> dict[str, Any]:
+                    fill: str | None = None, n_boot: int = 10_000, seed: int = 0) -> dict[str, Any]:
     """How much larger ``method``'s gain over the classifier trained as long is in
     ``scenario`` than in ``reference`` (two members that differ in one property): the
     difference of the mean paired gains, with a percentile bootstrap interval that resamples
-    each scenario's runs (independent runs, so unpaired across the two)."""
+    each scenario's runs (independent runs, so unpaired across the two); ``fill`` ``None`` is
+    gainlib's default."""
+    from gainlib.gain import GainConfig
+
+    fill = GainConfig().fill if fill is None else fill
     def gains(name: str) -> np.ndarray:
         base = {(r["seed"], r["draw"]): r[metric] for r in records
                 if r["scenario"] == name and r["method"] == "classifier" and r["protocol"] == protocol}
