@@ -51,7 +51,7 @@ from gainbook.chapters import CLASSIFIER, CONTINUED, Method, extra_supervision
 from gainbook.profiles import BookProfile
 from gainbook.runs import DataSpec, load_split, train_runs
 from gainlib.data import BiasScenario, iter_batches
-from gainlib.masking import masked_image, soft_mask
+from gainlib.masking import soft_mask
 from gainlib.models import eval_mode
 
 __all__ = ["FamilyMember", "FAMILY", "FILLS", "PROTOCOLS", "member_profile", "member_methods",
@@ -194,7 +194,7 @@ def hole_scores(model: nn.Module, dataset: Any, *, batch_size: int = 128,
     mask of a boat image's own attention, moved to a random place), and their difference
     ``"hole rise"``. A model that calls erased images "no boat" whatever was erased shows a
     negative rise: it can satisfy attention mining's loss (Eq. 5) by reading the hole."""
-    from gainbook.preconditions import _shifted
+    from gainbook.preconditions import erase_with_fill, shifted_masks
 
     device = next(model.parameters()).device
     config = model.config
@@ -206,14 +206,12 @@ def hole_scores(model: nn.Module, dataset: Any, *, batch_size: int = 128,
         classes = torch.zeros(len(probe), 1, dtype=torch.long, device=device)
         with torch.enable_grad():
             maps = model.attention(probe, classes=classes).maps[:, 0].detach()
-        holes = _shifted(soft_mask(maps, config.sigma, config.omega), generator)
+        holes = shifted_masks(soft_mask(maps, config.sigma, config.omega), generator)
         before = after = 0.0
         for chunk, batch in iter_batches(dataset, empty, batch_size):
             images = batch["image"].to(device)
             pick = holes[torch.randint(len(holes), (len(chunk),), generator=generator)]
-            erased = masked_image(images, pick[:, None], config.fill,
-                                  blur_sigma=config.blur_sigma, mean=config.image_mean,
-                                  std=config.image_std)[:, 0]
+            erased = erase_with_fill(model, images, pick)
             before += float(torch.sigmoid(model(images)[:, 0]).sum())
             after += float(torch.sigmoid(model(erased)[:, 0]).sum())
     n = max(len(empty), 1)
@@ -252,9 +250,9 @@ def scenario_checks(member: FamilyMember, records: Sequence[Mapping[str, Any]],
                     *, device: str = "cpu", **overrides: Any) -> list[Any]:
     """The preconditions of ``member``'s comparisons, from its records and its first seed's
     classifier: the oracle separates the halves (mean AUC >= :data:`ORACLE_MIN_AUC`), the
-    classifier took the bias (its AUC at least :data:`BIAS_MIN_GAP` below the oracle's), there is something to mine (>= 20 % of
-    erased images still score positive) and erasing is not a cue by itself
-    (:func:`gainbook.preconditions.erasure_checks`, mean fill)."""
+    classifier took the bias (its AUC at least :data:`BIAS_MIN_GAP` below the oracle's), there
+    is something to mine (>= 20 % of erased images still score positive) and erasing is not a
+    cue by itself (:func:`gainbook.preconditions.erasure_checks`, with the classifier's fill)."""
     from gainbook.preconditions import Precondition, erasure_checks, mining_checks
 
     def mean(method: str, metric: str, protocol: str = "scratch") -> float:

@@ -18,8 +18,9 @@ records (value, threshold, pass/fail) for a chapter to print before it states th
   only be lowered by lowering s(I) on intact images.
 * **the erasure is not a cue** (:func:`erasure_checks`): erasing the attended region must lower
   the class score more than erasing a region of the same shape and area elsewhere, and a hole
-  must not make a negative image score as the class (the "hole detector"); the deletion curves
-  of :func:`gainlib.metrics.deletion_insertion` give the threshold-free version of the first.
+  must not make a negative image score as the class (the "hole detector"); both erase with the
+  model's own fill (:func:`erase_with_fill`), as S_am does in training. The deletion curves of
+  :func:`gainlib.metrics.deletion_insertion` give the threshold-free version of the first.
 
 :func:`measure_preconditions` trains (through the run cache) the oracle beside a classifier
 run and returns every record; :func:`preconditions_table` lays records out for printing.
@@ -49,7 +50,8 @@ from gainlib.metrics import binary_auroc, deletion_insertion
 from gainlib.models import eval_mode
 
 __all__ = ["Precondition", "oracle_spec", "counterfactual_aucs", "oracle_checks", "mining_checks",
-           "erasure_scores", "erasure_checks", "measure_preconditions", "preconditions_table",
+           "shifted_masks", "erase_with_fill", "erasure_scores", "erasure_checks",
+           "measure_preconditions", "preconditions_table",
            "orientation_checks", "ORIENTATION_ORACLE_MIN", "headroom_check", "HEADROOM_MIN",
            "settled_check", "SETTLED_MAX"]
 
@@ -155,7 +157,7 @@ def mining_checks(classifier: nn.Module, dataset: Dataset, *,
                                                "erased": scores["erased"]})]
 
 
-def _shifted(masks: Tensor, generator: torch.Generator) -> Tensor:
+def shifted_masks(masks: Tensor, generator: torch.Generator) -> Tensor:
     """Each ``[H, W]`` mask of ``masks [N, H, W]`` moved circularly by a random offset of a quarter
     to three quarters of the image each way: the same shape and area, elsewhere (as the
     ``"shifted"`` baseline of :func:`gainlib.metrics.deletion_insertion`)."""
@@ -168,16 +170,26 @@ def _shifted(masks: Tensor, generator: torch.Generator) -> Tensor:
     return out
 
 
+def erase_with_fill(model: nn.Module, images: Tensor, masks: Tensor) -> Tensor:
+    """``images [B, 3, H, W]`` erased by ``masks [B, H, W]`` (Eq. 4) with ``model``'s own fill
+    and its settings (``model.config``: fill, blur sigma, normalisation), so that a check sees the
+    erased images S_am showed the model in training, not Eq. 3's mean when it trained with
+    another fill."""
+    config = model.config
+    return masked_image(images, masks[:, None], config.fill, blur_sigma=config.blur_sigma,
+                        mean=config.image_mean, std=config.image_std)[:, 0]
+
+
 def erasure_scores(model: nn.Module, dataset: Dataset, *, batch_size: int = 64, steps: int = 8,
                    seed: int = 0) -> dict[str, float]:
     """What erasing does to the class score, beside what erasing the attended region does.
 
     Over (image, true class) pairs, with the model's soft masks ``T(A^c)`` (Eq. 3-4, its sigma
-    and omega) and the erased value of Eq. 3 (the normalisation's mean):
+    and omega), erased with the model's own fill (:func:`erase_with_fill`):
 
     * ``s(I)``, ``s(I*) attended``: the class probability of the image and of the image with
       the attended region erased; ``s(I*) elsewhere``: with the same mask moved elsewhere
-      (:func:`_shifted`), so the same area erased where the model did not look;
+      (:func:`shifted_masks`), so the same area erased where the model did not look;
     * ``deletion AUC attended`` / ``deletion AUC elsewhere``: the areas under the deletion
       curves of :func:`gainlib.metrics.deletion_insertion` (``steps`` steps, orders
       ``"attention"`` and ``"shifted"``): the threshold-free version of the two above.
@@ -209,12 +221,12 @@ def erasure_scores(model: nn.Module, dataset: Dataset, *, batch_size: int = 64, 
                 owner = torch.nonzero(out.valid)[:, 0]                    # the image of each pair
                 classes = out.classes[out.valid]
                 mask = soft_mask(maps, config.sigma, config.omega)
-                elsewhere = _shifted(mask, generator)
+                elsewhere = shifted_masks(mask, generator)
                 pair_images = images[owner]
                 pick = classes[:, None]
                 sums["s(I)"] += prob(pair_images).gather(1, pick).sum().item()
                 for key, m in (("s(I*) attended", mask), ("s(I*) elsewhere", elsewhere)):
-                    erased = masked_image(pair_images, m[:, None])[:, 0]
+                    erased = erase_with_fill(model, pair_images, m)
                     sums[key] += prob(erased).gather(1, pick).sum().item()
                 for key, order in (("deletion AUC attended", "attention"), ("deletion AUC elsewhere", "shifted")):
                     curves = deletion_insertion(prob, pair_images, maps, classes, steps=steps,
@@ -225,7 +237,7 @@ def erasure_scores(model: nn.Module, dataset: Dataset, *, batch_size: int = 64, 
                 # The hole detector: every image gets a hole borrowed from a random pair.
                 holes = elsewhere[torch.randint(len(elsewhere), (len(images),), generator=generator)]
                 before = prob(images)
-                after = prob(masked_image(images, holes[:, None])[:, 0])
+                after = prob(erase_with_fill(model, images, holes))
                 negative = labels < 0.5
                 sums["negatives s(I)"] += before[negative].sum().item()
                 sums["negatives s(I with hole)"] += after[negative].sum().item()

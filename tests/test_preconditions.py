@@ -120,6 +120,18 @@ def test_erasure_checks_fail_a_model_that_reads_the_hole():
     assert hole.detail["negatives turned positive"] > 0
 
 
+def test_erasure_checks_erase_with_the_models_own_fill():
+    # This model reads zeroed pixels: Eq. 3's mean fill is a cue to it, a blur of the flat
+    # background is not. The check must erase as the model's S_am does, with its own fill.
+    reads_zeros = _Reads(content=0.0, holes=80.0)
+    _, with_mean = erasure_checks(GAIN(reads_zeros, "relu", GainConfig(fill="mean")).eval(),
+                                  _scenes())
+    _, with_blur = erasure_checks(GAIN(reads_zeros, "relu", GainConfig(fill="blur")).eval(),
+                                  _scenes())
+    assert not with_mean.passed and with_mean.value > 0.1
+    assert with_blur.passed and abs(with_blur.value) < 1e-3
+
+
 def test_mining_check_reads_what_survives_the_erasure():
     (nothing_left,) = mining_checks(_gain(content=400.0, holes=0.0), _scenes())
     assert not nothing_left.passed and nothing_left.value == 0.0
