@@ -83,6 +83,25 @@ def test_chapter_marks_a_key_result_for_nbval_with_a_tag_not_a_comment(chapter):
                            "which the reader sees; tag the cells instead (nbval-check-output, ...)")
 
 
+# The tags under which a published page shows no code (Jupyter Book's collapsed and removed cells).
+HIDDEN_INPUT = {"hide-input", "remove-input", "remove-cell", "hide-cell"}
+VISIBLE_CODE_LINES = 700        # over all chapters: the method's code, not the book's plumbing
+
+
+def _visible_code_lines(chapter: Path) -> int:
+    notebook = nbformat.read(chapter, as_version=4)
+    return sum(len([line for line in cell.source.splitlines() if line.strip()])
+               for cell in notebook.cells if cell.cell_type == "code"
+               and not HIDDEN_INPUT & set(cell.metadata.get("tags", ())))
+
+
+def test_the_chapters_show_a_reader_at_most_the_visible_code_budget():
+    lines = {chapter.name: _visible_code_lines(chapter) for chapter in CHAPTERS}
+    assert sum(lines.values()) <= VISIBLE_CODE_LINES, (
+        f"the chapters show {sum(lines.values())} lines of code ({lines}); collapse the cells "
+        f"that only compute, glue or assemble (tag 'hide-input'), at most {VISIBLE_CODE_LINES}")
+
+
 def test_every_chapter_is_in_the_table_of_contents():
     toc = (ROOT / "_toc.yml").read_text(encoding="utf-8")
     listed = set(re.findall(r"file:\s*(notebooks/\S+)", toc))
