@@ -164,6 +164,36 @@ def test_chapters_open_with_prose_and_code_fits_the_page(browser, server, book_h
     assert not failures, "\n".join(f"{name}:\n  " + "\n  ".join(f) for name, f in failures.items())
 
 
+@pytest.mark.parametrize("width", [1280, 390])
+def test_nothing_is_wider_than_the_page(browser, server, book_html, width):
+    """At a desktop's and a phone's width no page scrolls sideways: wide tables scroll in their
+    own box and long names break (book/_static/code-cells.css). Each failure names the
+    outermost elements that stick out."""
+    failures = {}
+    for name in _pages(book_html):
+        if name == "index.html":                 # a redirect to the introduction
+            continue
+        page = browser.new_page(viewport={"width": width, "height": 1000})
+        page.goto(server + name, wait_until="load")
+        found = page.evaluate("""() => {
+            const root = document.documentElement, limit = root.clientWidth + 1;
+            if (root.scrollWidth <= limit) return [];
+            const out = [];
+            for (const el of document.querySelectorAll('main *')) {
+                const parent = el.parentElement;
+                if (el.getBoundingClientRect().right > limit
+                        && !(parent && parent.getBoundingClientRect().right > limit))
+                    out.push(`${el.tagName.toLowerCase()}.${el.className}: ` +
+                             (el.innerText || '').slice(0, 50));
+            }
+            return [`page is ${root.scrollWidth} px wide`, ...out.slice(0, 5)];
+        }""")
+        if found:
+            failures[name] = found
+        page.close()
+    assert not failures, "\n".join(f"{name}:\n  " + "\n  ".join(f) for name, f in failures.items())
+
+
 def test_chapter_one_has_a_captioned_figure(browser, server):
     page, problems = _open(browser, server + "notebooks/01_gradcam.html")
     figures = page.locator("figure:has(img):has(figcaption)")
