@@ -29,15 +29,19 @@ def run_kind(spec: dict[str, Any]) -> str:
     """A short name of what a run is, e.g. ``"synthetic 64px: gain_ext p1000, scratch, 17 ep"``."""
     data = spec["data"]
     where = f"{data['dataset']} {data['image_size']}px"
-    if "framework" in spec:          # a segmentation network
-        return f"{where}: segmentation {spec['framework']}, {spec['epochs']} ep"
     train = spec["train"]
+    if "network" in spec:            # a segmentation network (SegmentationSpec)
+        return f"{where}: segmentation {train['loss']}, {train['epochs']} ep"
     labels = "".join(f"{k}{spec[f'{name}_labels']}" for k, name in (("p", "pixel"), ("b", "box"))
                      if spec.get(f"{name}_labels"))
     start = "fine-tuned" if spec.get("init") else "scratch"
     mode = train["mode"] + (f" {labels}" if labels else "")
-    bias = (f", bias {data['context_bias']}" if data["dataset"] == "synthetic"
-            else f", lamp {data['shortcut_strength']}")
+    if data["dataset"] == "synthetic":
+        bias = f", bias {data['context_bias']}"
+    elif isinstance(data.get("design"), dict):   # a scenario of the bias family
+        bias = f", {data['design']['name']}, fill {train.get('fill', 'default')}"
+    else:
+        bias = f", lamp {data['shortcut_strength']}"
     return f"{where}{bias}: {mode}, {start}, {train['epochs']} ep"
 
 
