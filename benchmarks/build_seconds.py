@@ -10,7 +10,7 @@ start, their extra labels, their epochs -- and prints a markdown table of the ru
 kind and their training seconds (summed over runs, one core each: two workers train side by
 side, so the wall time of a kind is about half its sum). With ``--log``, the chapters' times
 from ``book/build.py``'s output follow. The next cut of the build's work is chosen on these
-numbers; the measured tables are in the CHANGELOG.
+numbers; the measured tables are in benchmarks/build_seconds.md.
 """
 
 from __future__ import annotations
