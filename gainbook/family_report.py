@@ -14,8 +14,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from gainbook.bias_family import FILLS, PROTOCOLS
+from gainbook.formatting import significant
 
-__all__ = ["HALVES", "DECISION", "COMPARED", "family_records", "family_checks", "decidable_members", "family_comparisons",
+__all__ = ["HALVES", "DECISION", "COMPARED", "MEMBER_METRICS", "SLICE_METRICS", "family_records", "family_checks", "decidable_members", "family_comparisons",
            "family_verdicts", "family_score",
            "family_table", "mechanism_test", "family_figure", "member_table", "members_table",
            "slice_agreement", "RECORD", "fill_comparisons", "fill_recommendation", "what_moves",
@@ -31,6 +32,10 @@ HALVES = ("boat without water", "water without boat")
 DECISION = ("AUC", "boat w/o water, val threshold", "water w/o boat, val threshold")
 #: Every comparison the family's table shows.
 COMPARED = (*DECISION, *HALVES, "attention IoU", "val")
+#: A member's own table: the comparisons and the hole detector's rise.
+MEMBER_METRICS = (*COMPARED, "hole rise")
+#: What a slice of the family is checked against the record on.
+SLICE_METRICS = (*HALVES, "AUC", "attention IoU")
 
 
 def family_records(record: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -47,7 +52,7 @@ def family_checks(record: Mapping[str, Any]) -> Any:
     for name, member in record["members"].items():
         for check in member["checks"]:
             rows.append({"scenario": name, "check": check["precondition"],
-                         "value": f"{check['value']:.3g}", "threshold": check["threshold"],
+                         "value": significant(check["value"]), "threshold": check["threshold"],
                          "passed": "✓" if check["passed"] else "✗"})
     return pd.DataFrame(rows).set_index(["scenario", "check"])
 
@@ -115,7 +120,7 @@ def family_table(rows: Sequence[Mapping[str, Any]], method: str = "GAIN_ext^p",
 
 
 def member_table(records: Sequence[Mapping[str, Any]],
-                 metrics: Sequence[str] = (*COMPARED, "hole rise")) -> Any:
+                 metrics: Sequence[str] = MEMBER_METRICS) -> Any:
     """Mean ± std over runs of every method of every scenario, in percent."""
     import pandas as pd
 
@@ -302,7 +307,7 @@ def members_table(members: Sequence[Any]) -> Any:
 
 def slice_agreement(slice_records: Sequence[Mapping[str, Any]],
                     record: Mapping[str, Any], settings: Mapping[str, Any],
-                    metrics: Sequence[str] = (*HALVES, "AUC", "attention IoU")) -> float | None:
+                    metrics: Sequence[str] = SLICE_METRICS) -> float | None:
     """The largest absolute difference, over the runs this build trained with ``settings``
     (:func:`gainbook.bias_family.member_profile`'s overrides) and the record holds too (the
     same scenario, method, protocol, fill, seed and draw), of any of ``metrics``; ``None``

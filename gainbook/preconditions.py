@@ -30,7 +30,6 @@ The thresholds are fixed before measuring (defaults of the functions), never fit
 from __future__ import annotations
 
 import json
-import numbers
 import os
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping, Sequence
@@ -40,6 +39,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from gainbook.cache import code_digest, write_text_atomic
+from gainbook.formatting import significant
 from gainbook.stats import compare_records
 from gainbook.runs import DataSpec, RunSpec, load_split, train_runs
 from gainbook.studies import mining_scores
@@ -433,17 +433,13 @@ def settled_check(curves: Mapping[str, Sequence[Sequence[float]]], *, what: str,
 def preconditions_table(checks: Sequence[Precondition]) -> Any:
     """``checks`` as a short pandas table for a chapter to print, one row per check (its name
     the index): the value, the threshold it must reach, ✓ or ✗, and its details as one line
-    of text ("–" when it has none), every number to three significant digits."""
+    of text ("–" when it has none), every number as :func:`gainbook.formatting.significant`
+    writes it."""
     import pandas as pd
 
-    def number(value: Any) -> str:
-        if not isinstance(value, numbers.Real):
-            return str(value)
-        return "–" if value != value else f"{value:.3g}"
-
-    rows = [{"check": c.name, "value": number(c.value),
+    rows = [{"check": c.name, "value": significant(c.value),
              "threshold": f"{'≥' if c.higher_is_better else '≤'} {c.threshold:g}",
              "passed": "✓" if c.passed else "✗",
-             "detail": ", ".join(f"{k} {number(v)}" for k, v in c.detail.items()) or "–"}
+             "detail": ", ".join(f"{k} {significant(v)}" for k, v in c.detail.items()) or "–"}
             for c in checks]
     return pd.DataFrame(rows, columns=["check", "value", "threshold", "passed", "detail"]).set_index("check")

@@ -272,7 +272,7 @@ def plan_table(settings: BookProfile, label_counts: Sequence[int] = (1464,), *,
             batch: int, lr: float, labels: str) -> dict[str, Any]:
         return {"run": name, "stage": stage, "mode": mode, "network": network,
                 "ImageNet init": weights is not None, "input (px)": settings.data.image_size,
-                "epochs": epochs, "batch": batch, "lr": lr,
+                "epochs": epochs, "batch": batch, "lr": f"{lr:g}",
                 "steps": epochs * math.ceil(n_train / batch), "extra labels": labels}
 
     rows = [row(name, "attention", s.train.mode, s.backbone, s.weights, s.train.epochs, s.train.batch_size,
@@ -503,7 +503,7 @@ def table_1(records: Sequence[dict[str, Any]] | None = None, label_counts: Seque
         ours = _ours(records, ["val mIoU", "val mIoU w/o CRF"], ["method", "training set"])
         keys = [f"{m} | {t}" for m, t in zip(table["method"], table["training set"])]
         table = pd.concat([table, ours.reindex(keys).reset_index(drop=True)], axis=1)
-    return table.set_index("method")
+    return _dashed(table.set_index("method"))
 
 
 def table_7(records: Sequence[dict[str, Any]] | None = None, label_counts: Sequence[int] = (1464,)) -> "Any":
@@ -525,7 +525,13 @@ def table_7(records: Sequence[dict[str, Any]] | None = None, label_counts: Seque
         table = pd.concat([table, ours.reindex(names).reset_index(drop=True)], axis=1)
         table["ours: boat masks"] = [masks.get(n) for n in names]
         table["ours: Biased Boat"] = "needs the 100 Biased Boat photographs"
-    return table.set_index("method")
+    return _dashed(table.set_index("method"))
+
+
+def _dashed(table: "Any") -> "Any":
+    """``table`` with "–" where nothing was measured (the paper's missing cells, our rows not
+    run), as every table of the book writes it."""
+    return table.astype(object).where(table.notna(), "–")
 
 
 def save_results(results: dict[str, Any], path: str | os.PathLike = RESULTS_PATH) -> Path:

@@ -194,6 +194,60 @@ def test_nothing_is_wider_than_the_page(browser, server, book_html, width):
     assert not failures, "\n".join(f"{name}:\n  " + "\n  ".join(f) for name, f in failures.items())
 
 
+class _Tables(html.parser.HTMLParser):
+    """The tables of a page: each a list of rows, each row a list of (tag, text) cells."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[list[tuple[str, str]]]] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr" and self.tables:
+            self.tables[-1].append([])
+        elif tag in ("td", "th") and self.tables and self.tables[-1]:
+            self._cell = []
+            self.tables[-1][-1].append((tag, self._cell))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th"):
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _table_problems(rows: list[list[tuple[str, list[str]]]]) -> list[str]:
+    cells = [(tag, "".join(text).strip()) for row in rows for tag, text in row]
+    problems = [f"{text!r} (not measured is '–')" for _, text in cells
+                if text in ("NaN", "nan", "None", "<NA>")]
+    problems += [f"{text[:30]!r} (5 decimals or more)" for _, text in cells
+                 if re.search(r"\d\.\d{5,}", text)]
+    problems += ["a draw column" for tag, text in cells if tag == "th" and text == "draw"]
+    index = ["".join(row[0][1]).strip() for row in rows if row and row[0][0] == "th"]
+    numbered = [text for text in index if text.isdigit()]
+    if len(numbered) >= 2 and numbered == [str(i) for i in range(len(numbered))]:
+        problems.append("a 0..n index")
+    return problems[:3]
+
+
+def test_tables_write_numbers_one_way(book_html):
+    """Issue 32's rule for every table (the API pages aside): "–" for what was not measured,
+    no number with 5 decimals or more, no draw column, no index that only counts rows."""
+    failures = []
+    for page in [p for folder in ("book", "notebooks") for p in sorted((book_html / folder).glob("*.html"))
+                 if not p.name.startswith("api")]:
+        parser = _Tables()
+        parser.feed(page.read_text())
+        for number, rows in enumerate(parser.tables):
+            if problems := _table_problems(rows):
+                failures.append(f"{page.relative_to(book_html)}, table {number}: {'; '.join(problems)}")
+    assert not failures, "\n".join(failures)
+
+
 def test_chapter_one_has_a_captioned_figure(browser, server):
     page, problems = _open(browser, server + "notebooks/01_gradcam.html")
     figures = page.locator("figure:has(img):has(figcaption)")

@@ -105,7 +105,8 @@ def test_tables_hold_the_papers_numbers_and_ours_beside_them():
     table = reproduce.table_1(records)
     assert table.loc["GAIN", "ours: val mIoU (%)"] == "61.0 ± 1.4"
     assert table.loc["GAIN", "ours: seeds"] == 2
-    assert table.loc["GAIN-SEC"].isna()["ours: val mIoU (%)"]                  # not measured: empty
+    assert table.loc["GAIN-SEC", "ours: val mIoU (%)"] == "–"                  # not measured
+    assert paper_only.loc["GAIN_ext^p", "paper: test mIoU"] == "–"           # not in the paper
 
     assert list(reproduce.table_7(label_counts=(200, 900, 1464)).index) == [
         "VGG (Grad-CAM)", "GAIN", "GAIN_ext^p, 9 boat masks", "GAIN_ext^p, 78 boat masks"]
@@ -159,7 +160,7 @@ def test_evaluate_reproduction_scores_every_network_on_val(tiny):
         [("attention", True)] * 4 + [("segmentation", False)] * 7)
     assert results["runs"][0]["training seconds (history)"] == 3.0
     # what chapter 8 shows of them
-    assert reproduce.table_1(results["table_1"], results["label counts"])["ours: seeds"].notna().sum() == 7
+    assert reproduce.table_1(results["table_1"], results["label counts"])["ours: seeds"].ne("–").sum() == 7
     assert reproduce.table_7(results["table_7"]).loc["GAIN", "ours: boat masks"] == 0
     assert reproduce.results_status(results).startswith("SMOKE TEST (profile 'ci'")
     measured = {**results, "smoke test": False, "profile": "paper", "environment": {"device": "H100"}}
