@@ -28,18 +28,22 @@ book: $(STAMP)
 # The ci-profile book that `make test` executes, checks and opens in a browser.
 CI_BOOK := _build/ci
 
+# JupyterLab and jupyterlab-myst (the lab extra), installed once beside the book's packages:
+# for `make lab`, and for `make test`, whose last browser test runs a chapter live in JupyterLab.
+LAB_STAMP := $(VENV)/.lab-installed
+
 # 1. unit tests; 2. every chapter executed on the ci profile and built into a book; 3. nbval runs
 # the executed chapters again and compares the cells tagged `nbval-check-output` (lax mode:
-# other cells only have to run); 4. the browser tests on that book.
-test: $(STAMP)
-	$(PY) -m pytest --ignore=tests/test_book_html.py
+# other cells only have to run); 4. the browser tests on that book, and chapter 2 run in
+# JupyterLab with its live explorer (tests/test_lab.py, on the runs the ci build cached).
+test: $(LAB_STAMP)
+	$(PY) -m pytest --ignore=tests/test_book_html.py --ignore=tests/test_lab.py
 	$(PY) book/build.py --profile ci
 	$(PY) -m pytest --nbval-lax --nbval-current-env $(CI_BOOK)/notebooks
-	GAIN_BOOK_HTML=$(CI_BOOK)/_build/html $(PY) -m pytest tests/test_book_html.py
+	GAIN_BOOK_HTML=$(CI_BOOK)/_build/html $(PY) -m pytest tests/test_book_html.py tests/test_lab.py
 
-# JupyterLab on the chapters, with the lab extra (installed once, beside the book's packages).
-# In a chapter, set `live_explorer = True` (chapter 2) for sliders the kernel recomputes.
-LAB_STAMP := $(VENV)/.lab-installed
+# JupyterLab on the chapters. In a chapter, set `live_explorer = True` (chapter 2) for sliders
+# the kernel recomputes.
 $(LAB_STAMP): $(STAMP)
 	$(PIP) install --quiet -e ".[test,book,lab]"
 	touch $(LAB_STAMP)

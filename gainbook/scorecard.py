@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 from gainbook.stats import coverage_text, decided_verdict, format_difference
 
 __all__ = ["Claim", "score", "not_run", "scorecard", "paired_metrics", "OURS_COLUMN",
-           "parse_ours", "verdict_category", "VERDICT_CATEGORIES", "VERDICT_COLOURS",
+           "parse_ours", "verdict_category", "verdict_label", "VERDICT_SYMBOLS", "VERDICT_CATEGORIES", "VERDICT_COLOURS",
            "scorecard_figure"]
 
 #: The column of our numbers; its coverage is the intervals' own (gainbook.stats.CONFIDENCE).
@@ -220,6 +220,10 @@ VERDICT_CATEGORIES = ("reproduces", "partly reproduces", "inconclusive", "does n
 VERDICT_COLOURS = {"reproduces": "#009E73", "partly reproduces": "#0072B2",
                    "inconclusive": "#999999", "does not reproduce": "#D55E00",
                    "not testable here": "#CC79A7", "not run": "#E69F00"}
+#: A symbol per category, shown before the verdict on the results page (read with its words:
+#: the symbol only lets the eye find the rows of a kind).
+VERDICT_SYMBOLS = {"reproduces": "✓", "partly reproduces": "◐", "inconclusive": "?",
+                   "does not reproduce": "✗", "not testable here": "⊘", "not run": "–"}
 # Longest prefix first: "does not reproduce" and "partly reproduces" before "reproduces".
 _CATEGORY_OF_PREFIX = (("not testable here", "not testable here"), ("not run", "not run"),
                        ("not measured", "not run"), ("does not reproduce", "does not reproduce"),
@@ -243,6 +247,16 @@ def verdict_category(verdict: str) -> str:
         if text.startswith(prefix):
             return category
     raise ValueError(f"not a scorecard verdict: {verdict!r}")
+
+
+def verdict_label(verdict: str) -> str:
+    """``verdict`` after its category's symbol (:data:`VERDICT_SYMBOLS`), its words and their
+    "why" (the parenthesis) kept.
+
+    >>> verdict_label("does not reproduce (reversed: iou)")
+    '✗ does not reproduce (reversed: iou)'
+    """
+    return f"{VERDICT_SYMBOLS[verdict_category(verdict)]} {verdict}"
 
 
 def _ours_text(row: Mapping[str, Any]) -> str:

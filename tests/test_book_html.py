@@ -429,6 +429,7 @@ def test_the_results_page_shows_one_scorecard_of_this_builds_chapters(book_html)
     from bs4 import BeautifulSoup
 
     from gainbook.records import load_record, scorecard_rows
+    from gainbook.scorecard import verdict_label
 
     page = BeautifulSoup((book_html / "book" / "results.html").read_text(encoding="utf-8"),
                          "html.parser")
@@ -449,7 +450,9 @@ def test_the_results_page_shows_one_scorecard_of_this_builds_chapters(book_html)
                "Sec. 5.2"} - sources
     assert not missing, f"no row for {missing}"
     verdicts = [row.find_all("td")[3].get_text(" ", strip=True) for row in shown]
-    assert not [v for v in verdicts if v.startswith("not run")], verdicts
+    # Each verdict after its category's symbol, in the words the chapter computed.
+    assert verdicts == [verdict_label(row["verdict"]) for row in glued]
+    assert not [v for v in verdicts if "not run" in v], verdicts
     text = page.get_text(" ")
     assert "redesign" not in text.lower()
     # A recorded scorecard appears only for a committed record (of a larger profile).

@@ -257,3 +257,15 @@ def test_scorecard_figure_labels_are_short_and_leave_no_pyplot_figure_open():
     assert labels[3].split("\n")[0].endswith("…:")
     with pytest.raises(ValueError, match="no scorecard row has a difference to plot"):
         scorecard_figure([_figure_rows()[2]])
+
+
+def test_every_verdict_category_has_its_own_symbol_before_the_words():
+    from gainbook.scorecard import VERDICT_CATEGORIES, VERDICT_SYMBOLS, verdict_label
+
+    assert set(VERDICT_SYMBOLS) == set(VERDICT_CATEGORIES)
+    assert len(set(VERDICT_SYMBOLS.values())) == len(VERDICT_SYMBOLS)
+    assert verdict_label("partly reproduces (the rest inconclusive)") == (
+        "◐ partly reproduces (the rest inconclusive)")
+    assert verdict_label("not testable here (failed: oracle 0.46)").startswith("⊘ not testable")
+    with pytest.raises(ValueError):
+        verdict_label("looks fine")

@@ -191,6 +191,7 @@ class BuildScorecard(SphinxDirective):
         import nbformat
 
         from gainbook.records import scorecard_rows
+        from gainbook.scorecard import verdict_label
 
         chapters = sorted((Path(self.env.srcdir) / "notebooks").glob("[0-9][0-9]_*.ipynb"))
         found = []
@@ -203,7 +204,7 @@ class BuildScorecard(SphinxDirective):
         if not found:
             raise self.error("build-scorecard: no executed chapter glued a scorecard under "
                              f"{Path(self.env.srcdir) / 'notebooks'}")
-        rows = [(r["claim"], r["paper"], r["ours"], r["verdict"], str(r["chapter"]))
+        rows = [(r["claim"], r["paper"], r["ours"], verdict_label(r["verdict"]), str(r["chapter"]))
                 for r in found]
         try:
             figure = figure_nodes(found)
