@@ -23,8 +23,8 @@ def significant(value: Any, digits: int = 3) -> str:
 
     >>> [significant(v) for v in (0.020115, -0.00612, 0.000012, 12345.6, 0.5, float("nan"))]
     ['0.0201', '-0.0061', '0.0000', '12,346', '0.5', '–']
-    >>> significant(True), significant("mean")
-    ('True', 'mean')
+    >>> significant(-0.0), significant(-0.00001), significant(True), significant("mean")
+    ('0', '0.0000', 'True', 'mean')
     """
     if value is None:
         return "–"
@@ -38,4 +38,5 @@ def significant(value: Any, digits: int = 3) -> str:
     text = f"{value:.{digits}g}"
     if "e" in text or len(text.split(".")[-1]) > MAX_DECIMALS and "." in text:
         text = f"{value:.{MAX_DECIMALS}f}"
-    return text
+    # A value that rounds to zero has no sign worth showing.
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text
