@@ -69,6 +69,7 @@ from gainbook.paper import (TABLE_1_EXTRA, TABLE_1_IMAGE_LEVEL, TABLE_3, TABLE_4
                             TABLE_7_BOAT_MASKS, VOC_TRAIN_IMAGES, count_name, extra_label_count)
 from gainbook.profiles import BookProfile, book_profile
 from gainbook.runs import RunSpec, TrainedRun, load_split, train_run
+from gainbook.viz import dashed
 from gainbook.segmentation_runs import (SegmentationRun, SegmentationSpec, segmentation_spec,
                                         train_segmentation)
 from gainlib.data.voc_layout import DataFileError, parse_annotation_xml
@@ -503,7 +504,7 @@ def table_1(records: Sequence[dict[str, Any]] | None = None, label_counts: Seque
         ours = _ours(records, ["val mIoU", "val mIoU w/o CRF"], ["method", "training set"])
         keys = [f"{m} | {t}" for m, t in zip(table["method"], table["training set"])]
         table = pd.concat([table, ours.reindex(keys).reset_index(drop=True)], axis=1)
-    return _dashed(table.set_index("method"))
+    return dashed(table.set_index("method"))
 
 
 def table_7(records: Sequence[dict[str, Any]] | None = None, label_counts: Sequence[int] = (1464,)) -> "Any":
@@ -525,13 +526,7 @@ def table_7(records: Sequence[dict[str, Any]] | None = None, label_counts: Seque
         table = pd.concat([table, ours.reindex(names).reset_index(drop=True)], axis=1)
         table["ours: boat masks"] = [masks.get(n) for n in names]
         table["ours: Biased Boat"] = "needs the 100 Biased Boat photographs"
-    return _dashed(table.set_index("method"))
-
-
-def _dashed(table: "Any") -> "Any":
-    """``table`` with "–" where nothing was measured (the paper's missing cells, our rows not
-    run), as every table of the book writes it."""
-    return table.astype(object).where(table.notna(), "–")
+    return dashed(table.set_index("method"))
 
 
 def save_results(results: dict[str, Any], path: str | os.PathLike = RESULTS_PATH) -> Path:
