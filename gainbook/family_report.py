@@ -16,11 +16,11 @@ import numpy as np
 from gainbook.bias_family import FILLS, PROTOCOLS
 from gainbook.formatting import significant
 
-__all__ = ["HALVES", "DECISION", "COMPARED", "MEMBER_METRICS", "SLICE_METRICS", "family_records", "family_checks", "decidable_members", "family_comparisons",
-           "family_verdicts", "family_score",
-           "family_table", "mechanism_test", "family_figure", "member_table", "members_table",
-           "slice_agreement", "RECORD", "fill_comparisons", "fill_recommendation", "what_moves",
-           "family_summary", "effect_contrast"]
+__all__ = ["HALVES", "DECISION", "COMPARED", "MEMBER_METRICS", "SLICE_METRICS", "family_records",
+           "family_checks", "decidable_members", "family_comparisons", "family_verdicts",
+           "family_score", "family_table", "mechanism_test", "family_figure", "member_table",
+           "members_table", "slice_agreement", "RECORD", "fill_comparisons",
+           "fill_recommendation", "what_moves", "family_summary", "effect_contrast"]
 
 #: The two counterfactual halves of Table 7, as the records name them: accuracies of the boat
 #: decision at probability one half, as the paper counts them.
@@ -36,6 +36,13 @@ COMPARED = (*DECISION, *HALVES, "attention IoU", "val")
 MEMBER_METRICS = (*COMPARED, "hole rise")
 #: What a slice of the family is checked against the record on.
 SLICE_METRICS = (*HALVES, "AUC", "attention IoU")
+
+
+def _fill(fill: str | None) -> str:
+    """``fill``, or gainlib's default fill (:class:`gainlib.gain.GainConfig`) for ``None``."""
+    from gainlib.gain import GainConfig
+
+    return GainConfig().fill if fill is None else fill
 
 
 def family_records(record: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -236,9 +243,7 @@ def family_verdicts(rows: Sequence[Mapping[str, Any]], testable: Mapping[str, bo
     one protocol and fill (``None``: gainlib's default; :func:`gainbook.scorecard.score`'s
     categories: a scenario whose preconditions fail is "not testable here")."""
     from gainbook.scorecard import Claim, score
-    from gainlib.gain import GainConfig
-
-    fill = GainConfig().fill if fill is None else fill
+    fill = _fill(fill)
 
     claim = Claim("Table 7", f"{method} beats the {baseline} on both halves", "", 5)
     verdicts = {}
@@ -260,9 +265,7 @@ def family_score(rows: Sequence[Mapping[str, Any]], testable: Mapping[str, bool]
     (:func:`family_verdicts`), grouped: where the claim reproduces, where it does not, where it
     is not testable; ``conditions`` names what each scenario changes."""
     from gainbook.scorecard import OURS_COLUMN
-    from gainlib.gain import GainConfig
-
-    fill = GainConfig().fill if fill is None else fill
+    fill = _fill(fill)
     verdicts = family_verdicts(rows, testable, protocol=protocol, fill=fill)
     conditions = conditions or {}
 
@@ -439,9 +442,8 @@ def effect_contrast(records: Sequence[Mapping[str, Any]], scenario: str, referen
     difference of the mean paired gains, with a percentile bootstrap interval that resamples
     each scenario's runs (independent runs, so unpaired across the two); ``fill`` ``None`` is
     gainlib's default."""
-    from gainlib.gain import GainConfig
+    fill = _fill(fill)
 
-    fill = GainConfig().fill if fill is None else fill
     def gains(name: str) -> np.ndarray:
         base = {(r["seed"], r["draw"]): r[metric] for r in records
                 if r["scenario"] == name and r["method"] == "classifier" and r["protocol"] == protocol}

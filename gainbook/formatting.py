@@ -1,5 +1,5 @@
 """How the book's tables write a number: one rule for every table, so that none shows
-``0.020115`` beside ``0.02``.
+``0.020115`` beside ``0.02``, and "–" wherever nothing was measured.
 
 Kept apart from :mod:`gainbook.viz` (figures, torch) so that the modules whose code a record's
 digest covers (:mod:`gainbook.preconditions`) depend on these few lines only.
@@ -11,7 +11,7 @@ import math
 import numbers
 from typing import Any
 
-__all__ = ["significant", "MAX_DECIMALS"]
+__all__ = ["significant", "dashed", "MAX_DECIMALS"]
 
 #: No table shows more decimals than this: a smaller value is written to this many decimals.
 MAX_DECIMALS = 4
@@ -40,3 +40,16 @@ def significant(value: Any, digits: int = 3) -> str:
         text = f"{value:.{MAX_DECIMALS}f}"
     # A value that rounds to zero has no sign worth showing.
     return text[1:] if text.startswith("-") and not text.strip("-0.") else text
+
+
+def dashed(frame: Any) -> Any:
+    """A copy of the pandas DataFrame ``frame`` with "–" wherever nothing was measured (NaN,
+    None), as :func:`significant` writes a missing value.
+
+    >>> import pandas as pd
+    >>> dashed(pd.DataFrame({"seconds": [1.5, None]}))
+      seconds
+    0     1.5
+    1       –
+    """
+    return frame.astype(object).where(frame.notna(), "–")

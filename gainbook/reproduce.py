@@ -65,11 +65,11 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from gainbook.cache import cache_root, write_text_atomic
+from gainbook.formatting import dashed
 from gainbook.paper import (TABLE_1_EXTRA, TABLE_1_IMAGE_LEVEL, TABLE_3, TABLE_4, TABLE_7,
                             TABLE_7_BOAT_MASKS, VOC_TRAIN_IMAGES, count_name, extra_label_count)
 from gainbook.profiles import BookProfile, book_profile
 from gainbook.runs import RunSpec, TrainedRun, load_split, train_run
-from gainbook.viz import dashed
 from gainbook.segmentation_runs import (SegmentationRun, SegmentationSpec, segmentation_spec,
                                         train_segmentation)
 from gainlib.data.voc_layout import DataFileError, parse_annotation_xml

@@ -21,8 +21,8 @@ from typing import Any, Mapping, Sequence
 from gainbook.stats import coverage_text, decided_verdict, format_difference
 
 __all__ = ["Claim", "score", "not_run", "scorecard", "paired_metrics", "OURS_COLUMN",
-           "parse_ours", "verdict_category", "verdict_label", "VERDICT_SYMBOLS", "VERDICT_CATEGORIES", "VERDICT_COLOURS",
-           "scorecard_figure"]
+           "parse_ours", "verdict_category", "verdict_label", "VERDICT_SYMBOLS",
+           "VERDICT_CATEGORIES", "VERDICT_COLOURS", "scorecard_figure"]
 
 #: The column of our numbers; its coverage is the intervals' own (gainbook.stats.CONFIDENCE).
 OURS_COLUMN = f"ours: difference in points [{coverage_text()} interval]"

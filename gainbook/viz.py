@@ -24,7 +24,6 @@ if TYPE_CHECKING:  # only for the annotations; matplotlib and pandas stay option
     from matplotlib.figure import Figure
 
 __all__ = [
-    "dashed",
     "display_image",
     "attention_overlay",
     "show_attention",
@@ -273,19 +272,6 @@ def results_table(results: Any, by: str | Sequence[str] = "method", seed_key: st
     draws = any(DRAW_KEY in record for record in _records(results, _keys(by)[0], seed_key))
     table["runs" if draws else "seeds"] = summary[(names[0], "n")].astype(int) if names else 0
     return table
-
-
-def dashed(frame: "pd.DataFrame") -> "pd.DataFrame":
-    """A copy of ``frame`` with "–" wherever nothing was measured (NaN, None), as every table
-    of the book writes it.
-
-    >>> import pandas as pd
-    >>> dashed(pd.DataFrame({"seconds": [1.5, None]}))
-      seconds
-    0     1.5
-    1       –
-    """
-    return frame.astype(object).where(frame.notna(), "–")
 
 
 def in_points(frame: "pd.DataFrame", columns: Sequence[str], digits: int = 1) -> "pd.DataFrame":
